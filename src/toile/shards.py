@@ -1,0 +1,391 @@
+"""Size-capped, atomic, deterministic tar shard writing.
+
+Every sample is first *packed*: its tar members (512-byte header, data,
+padding) are laid out as bytes whose length is known before anything is
+written, so the writer checks ``size + sample + trailer <= cap`` *before*
+adding a sample and a shard file never exceeds its cap, end-of-archive blocks
+included.
+
+Compressed shards are one gzip stream per shard. Each sample is deflated on
+its own (raw deflate, ending with a full flush on a byte boundary), so its
+compressed size is known in advance and does not depend on its neighbours;
+the writer concatenates the pieces between a fixed gzip header and a fixed
+final block, and combines the samples' CRC-32s for the gzip trailer. Stock
+``gzip``, ``tarfile`` and ``webdataset`` read the result as ordinary
+``.tar.gz`` files.
+
+A shard is written under a hidden temporary name, flushed with ``fsync`` and
+only then renamed to its final name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import tarfile
+import zlib
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from toile.errors import OutputError
+
+BLOCK = 512
+#: Two zero blocks end a tar archive.
+END_OF_ARCHIVE = bytes(2 * BLOCK)
+#: Deflate settings shared by every compressed piece (changing them changes the output bytes).
+DEFLATE_LEVEL = 6
+#: Fixed gzip member header: no file name, mtime 0, OS "unknown", for deterministic bytes.
+GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+
+Buffer = bytes | bytearray | memoryview
+
+
+def shard_name(stem: str, index: int, compressed: bool) -> str:
+    """``{stem}-000000.tar`` (``.tar.gz`` when compressed)."""
+    return f"{stem}-{index:06d}.tar" + (".gz" if compressed else "")
+
+
+def shard_url_pattern(stem: str, count: int, compressed: bool) -> str:
+    """The WebDataset brace pattern naming ``count`` shards."""
+    suffix = ".tar.gz" if compressed else ".tar"
+    if count <= 1:
+        return f"{stem}-{0:06d}{suffix}"
+    return f"{stem}-{{{0:06d}..{count - 1:06d}}}{suffix}"
+
+
+def _nbytes(buffer: Buffer) -> int:
+    return buffer.nbytes if isinstance(buffer, memoryview) else len(buffer)
+
+
+@lru_cache(maxsize=4096)
+def tar_header(name: str, size: int) -> bytes:
+    """A regular-file tar header with fixed mtime, owner and mode (deterministic)."""
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mtime = 0
+    info.mode = 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.type = tarfile.REGTYPE
+    fmt = tarfile.USTAR_FORMAT if len(name.encode()) <= 100 else tarfile.PAX_FORMAT
+    return info.tobuf(format=fmt, encoding="utf-8", errors="strict")
+
+
+@dataclass
+class PackedSample:
+    """A sample's bytes as they go into a shard, with everything the writer needs to place it."""
+
+    key: str
+    chunks: list[Buffer]
+    #: Bytes this sample occupies in the shard file (compressed size when compressed).
+    size: int
+    #: Uncompressed tar bytes and their CRC-32 (used for the gzip trailer).
+    raw_size: int
+    crc32: int
+    compressed: bool
+
+
+def pack_sample(
+    key: str, members: Iterable[tuple[str, list[Buffer]]], compressed: bool
+) -> PackedSample:
+    """Lay out the tar members of one sample (and deflate them when ``compressed``)."""
+    raw: list[Buffer] = []
+    raw_size = 0
+    for name, parts in members:
+        size = sum(_nbytes(p) for p in parts)
+        raw.append(tar_header(name, size))
+        raw.extend(p for p in parts if _nbytes(p))
+        padding = -size % BLOCK
+        if padding:
+            raw.append(bytes(padding))
+        raw_size += BLOCK + size + padding
+    if not compressed:
+        return PackedSample(key, raw, raw_size, raw_size, 0, False)
+    compressor = zlib.compressobj(DEFLATE_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+    out: list[Buffer] = []
+    crc = 0
+    for chunk in raw:
+        crc = zlib.crc32(chunk, crc)
+        piece = compressor.compress(chunk)
+        if piece:
+            out.append(piece)
+    out.append(compressor.flush(zlib.Z_FULL_FLUSH))
+    return PackedSample(key, out, sum(len(p) for p in out), raw_size, crc, True)
+
+
+@lru_cache(maxsize=1)
+def _gzip_final_block() -> bytes:
+    compressor = zlib.compressobj(DEFLATE_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return compressor.compress(END_OF_ARCHIVE) + compressor.flush(zlib.Z_FINISH)
+
+
+def shard_overhead(compressed: bool) -> int:
+    """Bytes a shard holds besides its samples (end-of-archive, gzip header and trailer)."""
+    if compressed:
+        return len(GZIP_HEADER) + len(_gzip_final_block()) + 8
+    return len(END_OF_ARCHIVE)
+
+
+# CRC-32 combination (zlib's crc32_combine), over GF(2) 32x32 matrices stored as columns.
+
+
+def _gf2_times(matrix: tuple[int, ...], vector: int) -> int:
+    result = 0
+    index = 0
+    while vector:
+        if vector & 1:
+            result ^= matrix[index]
+        vector >>= 1
+        index += 1
+    return result
+
+
+def _gf2_product(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(_gf2_times(a, column) for column in b)
+
+
+@lru_cache(maxsize=1)
+def _zero_byte_operator() -> tuple[int, ...]:
+    one_bit = (0xEDB88320,) + tuple(1 << n for n in range(31))
+    op = one_bit
+    for _ in range(3):
+        op = _gf2_product(op, op)
+    return op
+
+
+@lru_cache(maxsize=256)
+def _zeros_operator(length: int) -> tuple[int, ...]:
+    """The operator that advances a CRC-32 register over ``length`` zero bytes."""
+    result: tuple[int, ...] | None = None
+    power = _zero_byte_operator()
+    while length:
+        if length & 1:
+            result = power if result is None else _gf2_product(power, result)
+        length >>= 1
+        if length:
+            power = _gf2_product(power, power)
+    assert result is not None
+    return result
+
+
+def crc32_combine(crc1: int, crc2: int, length2: int) -> int:
+    """CRC-32 of A+B from crc(A), crc(B) and len(B)."""
+    if length2 == 0:
+        return crc1
+    return _gf2_times(_zeros_operator(length2), crc1) ^ crc2
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    """A finished shard as listed in the manifest and the resume journal."""
+
+    name: str
+    size: int
+    samples: int
+    sha256: str
+    first_key: str
+    last_key: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class _Hasher:
+    """SHA-256 computed on a helper thread (hashlib releases the GIL on large buffers)."""
+
+    MAX_PENDING = 32
+
+    def __init__(self, pool: ThreadPoolExecutor) -> None:
+        self._pool = pool
+        self._hash = hashlib.sha256()
+        self._pending: deque[Future] = deque()
+
+    def update(self, chunks: list[Buffer]) -> None:
+        self._pending.append(self._pool.submit(self._update, chunks))
+        while len(self._pending) > self.MAX_PENDING:
+            self._pending.popleft().result()
+
+    def _update(self, chunks: list[Buffer]) -> None:
+        for chunk in chunks:
+            self._hash.update(chunk)
+
+    def hexdigest(self) -> str:
+        while self._pending:
+            self._pending.popleft().result()
+        return self._hash.hexdigest()
+
+
+class ShardWriter:
+    """Writes packed samples into ``{stem}-NNNNNN.tar[.gz]`` files of at most ``max_size`` bytes.
+
+    Use as a context manager: leaving the block normally closes the last shard;
+    leaving it with an exception removes the shard being written.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        stem: str,
+        max_size: int,
+        *,
+        compressed: bool = False,
+        start_index: int = 0,
+        on_shard: Callable[[ShardInfo], None] | None = None,
+        fsync: bool = True,
+    ) -> None:
+        overhead = shard_overhead(compressed)
+        if max_size <= overhead:
+            raise OutputError(
+                f"shard size {max_size} bytes is too small: a shard needs {overhead} bytes "
+                "besides its samples"
+            )
+        self.directory = Path(directory)
+        self.stem = stem
+        self.max_size = max_size
+        self.compressed = compressed
+        self.overhead = overhead
+        self.on_shard = on_shard
+        self.fsync = fsync
+        self.shards: list[ShardInfo] = []
+        self._index = start_index
+        self._fd: int | None = None
+        self._tmp: Path | None = None
+        self._size = 0
+        self._samples = 0
+        self._first_key = ""
+        self._last_key = ""
+        self._crc = 0
+        self._raw_size = 0
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="toile-sha256")
+        self._hasher: _Hasher | None = None
+
+    @property
+    def capacity(self) -> int:
+        """The largest packed sample a shard can hold."""
+        return self.max_size - self.overhead
+
+    def fits(self, sample: PackedSample) -> bool:
+        """Whether ``sample`` fits in the shard being written."""
+        return self._fd is not None and self._size + sample.size + self.overhead <= self.max_size
+
+    def add(self, sample: PackedSample, label: str = "") -> None:
+        """Append a sample, first closing the current shard if the sample would not fit."""
+        if sample.compressed != self.compressed:
+            raise ValueError("sample compression does not match the writer")
+        if sample.size > self.capacity:
+            raise OutputError(
+                f"{label or sample.key}: one sample takes {sample.size} bytes, more than the "
+                f"shard size limit of {self.max_size} bytes allows ({self.capacity} bytes for "
+                "samples); raise --shard-size"
+            )
+        if self._fd is not None and not self.fits(sample):
+            self._finish_shard()
+        if self._fd is None:
+            self._open_shard()
+        self._write(sample.chunks, sample.size)
+        if self.compressed:
+            self._crc = crc32_combine(self._crc, sample.crc32, sample.raw_size)
+            self._raw_size += sample.raw_size
+        if not self._samples:
+            self._first_key = sample.key
+        self._last_key = sample.key
+        self._samples += 1
+
+    def close(self) -> list[ShardInfo]:
+        """Finish the last shard and return every shard written."""
+        if self._fd is not None:
+            self._finish_shard()
+        self._pool.shutdown()
+        return self.shards
+
+    def abort(self) -> None:
+        """Drop the shard being written (its temporary file is removed)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        if self._tmp is not None:
+            self._tmp.unlink(missing_ok=True)
+            self._tmp = None
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def _open_shard(self) -> None:
+        name = shard_name(self.stem, self._index, self.compressed)
+        self._tmp = self.directory / f".{name}.tmp"
+        try:
+            self._fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        except OSError as error:
+            raise OutputError(f"{self._tmp}: cannot create shard: {error.strerror}") from error
+        self._size = 0
+        self._samples = 0
+        self._crc = 0
+        self._raw_size = 0
+        self._hasher = _Hasher(self._pool)
+        if self.compressed:
+            self._write([GZIP_HEADER], len(GZIP_HEADER))
+
+    def _write(self, chunks: list[Buffer], size: int) -> None:
+        assert self._fd is not None and self._hasher is not None
+        self._hasher.update(chunks)
+        views = [memoryview(c).cast("B") for c in chunks]
+        try:
+            while views:
+                written = os.writev(self._fd, views[:1024])
+                while written and views:
+                    if written >= views[0].nbytes:
+                        written -= views[0].nbytes
+                        views.pop(0)
+                    else:
+                        views[0] = views[0][written:]
+                        written = 0
+        except OSError as error:
+            raise OutputError(f"{self._tmp}: write failed: {error.strerror}") from error
+        self._size += size
+
+    def _finish_shard(self) -> None:
+        assert self._fd is not None and self._tmp is not None and self._hasher is not None
+        if self.compressed:
+            trailer = _gzip_final_block()
+            crc = zlib.crc32(END_OF_ARCHIVE, self._crc)
+            raw_size = self._raw_size + len(END_OF_ARCHIVE)
+            self._write([trailer, struct.pack("<II", crc, raw_size & 0xFFFFFFFF)], len(trailer) + 8)
+        else:
+            self._write([END_OF_ARCHIVE], len(END_OF_ARCHIVE))
+        try:
+            if self.fsync:
+                os.fsync(self._fd)
+        except OSError as error:
+            raise OutputError(f"{self._tmp}: flush failed: {error.strerror}") from error
+        finally:
+            os.close(self._fd)
+            self._fd = None
+        name = shard_name(self.stem, self._index, self.compressed)
+        final = self.directory / name
+        os.replace(self._tmp, final)
+        self._tmp = None
+        info = ShardInfo(
+            name=name,
+            size=self._size,
+            samples=self._samples,
+            sha256=self._hasher.hexdigest(),
+            first_key=self._first_key,
+            last_key=self._last_key,
+        )
+        self._hasher = None
+        self.shards.append(info)
+        self._index += 1
+        if self.on_shard is not None:
+            self.on_shard(info)
