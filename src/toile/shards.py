@@ -271,7 +271,9 @@ class ShardWriter:
 
     def fits(self, sample: PackedSample) -> bool:
         """Whether ``sample`` fits in the shard being written."""
-        return self._fd is not None and self._size + sample.size + self.overhead <= self.max_size
+        # ``_size`` already counts the gzip header; only the closing bytes are still to come.
+        closing = self.overhead - (len(GZIP_HEADER) if self.compressed else 0)
+        return self._fd is not None and self._size + sample.size + closing <= self.max_size
 
     def add(self, sample: PackedSample, label: str = "") -> None:
         """Append a sample, first closing the current shard if the sample would not fit."""
