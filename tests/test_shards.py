@@ -139,14 +139,16 @@ def test_uncompressed_tar_members_are_deterministic(tmp_path):
 
 def test_sample_larger_than_cap_is_refused_before_writing(tmp_path):
     big = np.zeros((100, 100), dtype=np.uint16)
-    with pytest.raises(
-        OutputError, match="rec.tif: frame 7.*more than the shard size limit of 5000"
+    with (
+        pytest.raises(
+            OutputError, match="rec.tif: frame 7.*more than the shard size limit of 5000"
+        ),
+        ShardWriter(tmp_path, "ds", 5000) as writer,
     ):
-        with ShardWriter(tmp_path, "ds", 5000) as writer:
-            writer.add(
-                pack_sample("k", SampleEncoder("npy", {}).members("k", big, {}), False),
-                "rec.tif: frame 7",
-            )
+        writer.add(
+            pack_sample("k", SampleEncoder("npy", {}).members("k", big, {}), False),
+            "rec.tif: frame 7",
+        )
     assert list(tmp_path.iterdir()) == []
 
 
