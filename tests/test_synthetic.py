@@ -110,6 +110,15 @@ def test_without_cells_there_are_no_transients():
     assert np.abs(np.diff(mean)).max() < 0.01 * mean.mean()
 
 
+def test_noise_variance_grows_with_brightness_like_shot_noise():
+    frames = movie(MovieSpec(frames=40, height=96, width=96, n_cells=0)).astype(np.float64)
+    variance = np.diff(frames, axis=0).var(axis=0) / 2  # static scene: differences are noise
+    mean = frames.mean(axis=0)
+    assert mean.max() > 1.5 * mean.min()
+    slope, _ = np.polyfit(mean.ravel(), variance.ravel(), 1)
+    assert 1.5 < slope < 2.5  # two ADU per photon
+
+
 def test_generation_is_lazy_and_streamed():
     spec = MovieSpec(frames=100_000, height=64, width=64, channels=2)
     tracemalloc.start()

@@ -238,6 +238,7 @@ class _Movie:
             self.structural = (0.35 * self.background + structural).astype(np.float32)
 
     def frame(self, index: int) -> np.ndarray:
+        """Frame ``index``; the transients advance one step per call, so call in order."""
         spec = self.spec
         dff = self.transients.step()
         t = index * spec.time_increment
