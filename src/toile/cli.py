@@ -1,0 +1,272 @@
+"""The ``toile`` command line. Commands only build a config and call the library.
+
+Heavy modules (numpy, tifffile, webdataset, atdata) are imported inside the
+commands so that ``toile --help`` starts quickly.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from toile import __version__
+
+#: Exit codes, documented in the README.
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_PARTIAL = 3
+EXIT_INTERRUPTED = 130
+
+
+def _setup_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("toile: %(levelname)s: %(message)s"))
+    logger = logging.getLogger("toile")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO if verbose else logging.WARNING)
+    logger.propagate = False
+
+
+def _run(action: Callable[[], Any]) -> Any:
+    """Run a library call, turning toile's errors into one-line CLI errors."""
+    from toile.errors import ConfigError, ToileError
+
+    try:
+        return action()
+    except KeyboardInterrupt:
+        click.echo("toile: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except ConfigError as error:
+        raise click.UsageError(str(error)) from None
+    except ToileError as error:
+        from toile.export import ExportInterrupted
+
+        if isinstance(error, ExportInterrupted):
+            click.echo(f"toile: {error}", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        raise click.ClickException(str(error)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", "-V", prog_name="toile")
+def main() -> None:
+    """toile: microscopy TIFF recordings to sharded WebDataset archives.
+
+    \b
+    Examples:
+      toile export test-frames /tmp/demo
+      toile export frames /data/mouse_123/TSeries-001/ /output/dataset --verbose
+      toile export frames config.yaml /output/dataset
+      toile info /output/dataset
+      toile verify /output/dataset
+    """
+
+
+@main.group()
+def export() -> None:
+    """Export recordings (or a synthetic movie) to WebDataset shards."""
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
+
+
+@export.command("frames")
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.argument("output", type=click.Path(path_type=Path))
+@click.option("--stem", help="Stem of the shard names (default: the output directory's name).")
+@click.option(
+    "--shard-size",
+    type=click.IntRange(min=1),
+    help="Maximum size of each shard file in bytes (default 850000000).",
+)
+@click.option(
+    "--pds", is_flag=True, help="Cap shards at 38000000 bytes (the Bluesky PDS blob limit)."
+)
+@click.option(
+    "--uint8",
+    "to_uint8",
+    is_flag=True,
+    help="Map pixels to uint8, one mapping per recording and channel.",
+)
+@click.option(
+    "--uint8-range",
+    default="max",
+    show_default=True,
+    help="uint8 mapping: max, minmax, or percentile:LOW,HIGH (e.g. percentile:0.1,99.9).",
+)
+@click.option("--compressed", is_flag=True, help="Write gzip-compressed shards (.tar.gz).")
+@click.option(
+    "--format",
+    "format_",
+    type=click.Choice(["npy", "atdata"]),
+    default="npy",
+    show_default=True,
+    help="Sample encoding: npy (.npy + .json) or atdata (toile.schema.Frame as msgpack).",
+)
+@click.option("--channel", help="Export one channel only, by name or index; frames become (H, W).")
+@click.option(
+    "--workers", type=click.IntRange(min=1), help="Parallel worker processes (default: CPU count)."
+)
+@click.option(
+    "--on-error",
+    type=click.Choice(["fail", "skip"]),
+    default="fail",
+    show_default=True,
+    help="On a recording that cannot be read: stop, or skip it and report it.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing dataset with the same stem.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted export into the same output.")
+@click.option(
+    "--progress/--no-progress", default=None, help="Show a progress bar (default: on a terminal)."
+)
+@click.option("-v", "--verbose", is_flag=True, help="Print what was found and done.")
+@click.pass_context
+def export_frames_command(
+    ctx: click.Context, inputs: tuple[str, ...], output: Path, **options: Any
+) -> None:
+    """Convert TIFF recordings into WebDataset shards, one sample per frame.
+
+    INPUT is a recording directory (e.g. a Prairie View T-Series), a directory
+    of recordings, a TIFF/OME-TIFF file, a quoted glob, or a YAML config file.
+    OUTPUT is the directory that receives the shards and the manifest.
+
+    \b
+    Examples:
+      toile export frames /data/mouse_123/recording_001/ /output/dataset --verbose
+      toile export frames "/data/experiment_*/*.tif" /output/dataset --stem exp2024
+      toile export frames /data/recordings/ /output/dataset --uint8 --pds
+      toile export frames config.yaml /output/dataset --workers 4
+    """
+    _setup_logging(options["verbose"])
+    options["format"] = options.pop("format_")
+    cli_options = {
+        name: value
+        for name, value in options.items()
+        if _given(ctx, name if name != "format" else "format_")
+    }
+
+    def action() -> Any:
+        from toile.config import build_config
+        from toile.export import export_frames
+
+        config_path = None
+        if len(inputs) == 1 and inputs[0].lower().endswith((".yaml", ".yml")):
+            config_path = Path(inputs[0])
+        config = build_config([] if config_path else list(inputs), output, cli_options, config_path)
+        return export_frames(config)
+
+    result = _run(action)
+    _report(result)
+
+
+def _report(result: Any) -> None:
+    click.echo(f"toile: wrote {result.summary()} to {result.manifest_path}", err=True)
+    if result.skipped:
+        for entry in result.skipped:
+            click.echo(f"toile: skipped {entry['source']}: {entry['error']}", err=True)
+        sys.exit(EXIT_PARTIAL)
+
+
+@export.command("test-frames")
+@click.argument("output", type=click.Path(path_type=Path))
+@click.option("--stem", help="Stem of the shard names (default: the output directory's name).")
+@click.option("--compressed", is_flag=True, help="Write gzip-compressed shards (.tar.gz).")
+@click.option(
+    "--frames",
+    type=click.IntRange(min=1),
+    default=300,
+    show_default=True,
+    help="Frames per recording.",
+)
+@click.option(
+    "--height",
+    type=click.IntRange(min=8),
+    default=256,
+    show_default=True,
+    help="Frame height in pixels.",
+)
+@click.option(
+    "--width",
+    type=click.IntRange(min=8),
+    default=256,
+    show_default=True,
+    help="Frame width in pixels.",
+)
+@click.option(
+    "--channels",
+    type=click.IntRange(1, 2),
+    default=1,
+    show_default=True,
+    help="Channels (2 adds a structural marker).",
+)
+@click.option(
+    "--dtype",
+    type=click.Choice(["uint16", "uint8", "float32"]),
+    default="uint16",
+    show_default=True,
+)
+@click.option(
+    "--recordings",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Number of synthetic recordings.",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Random seed; the same seed gives the same bytes.",
+)
+@click.option(
+    "--shard-size", type=click.IntRange(min=1), help="Maximum size of each shard file in bytes."
+)
+@click.option("--pds", is_flag=True, help="Cap shards at 38000000 bytes.")
+@click.option("--uint8", "to_uint8", is_flag=True, help="Map pixels to uint8 per recording.")
+@click.option(
+    "--format",
+    "format_",
+    type=click.Choice(["npy", "atdata"]),
+    default="npy",
+    show_default=True,
+    help="Sample encoding.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing dataset with the same stem.")
+@click.option(
+    "--progress/--no-progress", default=None, help="Show a progress bar (default: on a terminal)."
+)
+@click.option("-v", "--verbose", is_flag=True, help="Print what was done.")
+def export_test_frames_command(output: Path, **options: Any) -> None:
+    """Write a synthetic astrocyte calcium-imaging dataset, for trying toile without data.
+
+    The shards have the same layout, keys and metadata schema as
+    `export frames`: dim textured background, cells whose fluorescence rises
+    and decays, shot noise.
+
+    \b
+    Examples:
+      toile export test-frames /tmp/demo
+      toile export test-frames /tmp/test_dataset --compressed --frames 1000 --seed 7
+    """
+    _setup_logging(options.pop("verbose"))
+    options["format"] = options.pop("format_")
+
+    def action() -> Any:
+        from toile.export import export_test_frames
+
+        return export_test_frames(output, **options)
+
+    _report(_run(action))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
