@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import difflib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+import yaml
+
 from toile.errors import ConfigError
+from toile.filenames import TRANSFORMS, compile_spec
 
 #: Default maximum shard size in bytes (850 MB).
 DEFAULT_SHARD_SIZE = 850_000_000
@@ -69,6 +74,11 @@ def resolve_shard_size(shard_size: int | None, pds: bool) -> int:
     return PDS_SHARD_SIZE if pds else DEFAULT_SHARD_SIZE
 
 
+def _valid_stem(stem: str) -> bool:
+    """A stem names files inside the output directory: no separator, not hidden."""
+    return bool(stem) and "/" not in stem and not stem.startswith(".")
+
+
 def parse_channel(value: str | int | None) -> str | int | None:
     """``--channel`` takes an index (``0``) or a channel name (``GCaMP``)."""
     if value is None or isinstance(value, int):
@@ -105,7 +115,9 @@ def make_config(
     if format not in ENCODINGS:
         raise ConfigError(f"format must be one of {', '.join(ENCODINGS)}, got {format!r}")
     if on_error not in ON_ERROR_CHOICES:
-        raise ConfigError(f"on_error must be one of {', '.join(ON_ERROR_CHOICES)}, got {on_error!r}")
+        raise ConfigError(
+            f"on_error must be one of {', '.join(ON_ERROR_CHOICES)}, got {on_error!r}"
+        )
     if workers is None:
         workers = os.cpu_count() or 1
     if workers < 1:
@@ -113,7 +125,7 @@ def make_config(
     if overwrite and resume:
         raise ConfigError("--overwrite and --resume exclude each other")
     stem = stem if stem else output.resolve().name
-    if not stem or "/" in stem or stem.startswith("."):
+    if not _valid_stem(stem):
         raise ConfigError(f"invalid output stem {stem!r}")
     return ExportConfig(
         inputs=tuple(str(i) for i in inputs),
@@ -134,3 +146,320 @@ def make_config(
         filename_spec=filename_spec,
         base_dir=Path(base_dir) if base_dir is not None else Path.cwd(),
     )
+
+
+# --- YAML config files -------------------------------------------------------
+
+#: Every key a YAML config file may hold, with the ``make_config`` argument it
+#: sets. ``output_stem`` and ``to_uint8`` are the documented names; ``stem`` and
+#: ``uint8`` mirror the ``--stem`` and ``--uint8`` flags.
+CONFIG_KEYS: dict[str, str] = {
+    "inputs": "inputs",
+    "output_stem": "stem",
+    "stem": "stem",
+    "shard_size": "shard_size",
+    "pds": "pds",
+    "to_uint8": "to_uint8",
+    "uint8": "to_uint8",
+    "uint8_range": "uint8_range",
+    "compressed": "compressed",
+    "format": "format",
+    "channel": "channel",
+    "workers": "workers",
+    "on_error": "on_error",
+    "overwrite": "overwrite",
+    "resume": "resume",
+    "verbose": "verbose",
+    "progress": "progress",
+    "filename_spec": "filename_spec",
+}
+_BOOL_KEYS = frozenset(
+    {"pds", "to_uint8", "compressed", "overwrite", "resume", "verbose", "progress"}
+)
+_NULLABLE_KEYS = frozenset({"stem", "shard_size", "channel", "workers", "progress"})
+_FILENAME_SPEC_KEYS = ("template", "transforms")
+_YAML_STR_TAG = "tag:yaml.org,2002:str"
+#: Options that exclude each other: when the command line sets one of a group,
+#: the config file's values for the whole group are ignored.
+_EXCLUSIVE_GROUPS: tuple[tuple[str, ...], ...] = (("shard_size", "pds"), ("overwrite", "resume"))
+_MAKE_CONFIG_OPTIONS = frozenset(CONFIG_KEYS.values()) - {"inputs"}
+
+
+def _describe(value: object) -> str:
+    """A value as a user wrote it in YAML, for error messages."""
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, int):
+        return f"the integer {value}"
+    if isinstance(value, float):
+        return f"the number {value}"
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _suggest(key: str, valid: Sequence[str]) -> str:
+    close = difflib.get_close_matches(key, valid, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"{hint}; valid keys: {', '.join(valid)}"
+
+
+class _ConfigFile:
+    """A parsed YAML document with the line of each key, for one-line errors."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file does not exist") from None
+        except IsADirectoryError:
+            raise ConfigError(f"{path}: config file is a directory") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: config file is not UTF-8 text") from None
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from None
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = exc.problem or exc.context or "syntax error"
+            raise ConfigError(f"{path}{where}: invalid YAML: {problem}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+        finally:
+            loader.dispose()
+        if not isinstance(node, yaml.MappingNode) or not isinstance(data, dict):
+            what = "empty" if data is None else f"{_describe(data)}, not a mapping of keys"
+            raise ConfigError(
+                f"{path}: the top level must be a mapping of keys such as 'inputs:', "
+                f"but the file is {what}"
+            )
+        self.data: dict = data
+        self.node = node
+        self.lines = self._key_lines(node)
+
+    def _key_lines(self, node: yaml.MappingNode) -> dict[str, int]:
+        lines: dict[str, int] = {}
+        for key_node, _value in node.value:
+            line = key_node.start_mark.line + 1
+            key = key_node.value
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag != _YAML_STR_TAG:
+                raise ConfigError(f"{self.path}, line {line}: keys must be plain names")
+            if key in lines:
+                raise ConfigError(
+                    f"{self.path}, line {line}: duplicate key {key!r} (first on line {lines[key]})"
+                )
+            lines[key] = line
+        return lines
+
+    def sub_lines(self, key: str) -> dict[str, int]:
+        """Lines of the keys of the mapping under top-level ``key``."""
+        for key_node, value_node in self.node.value:
+            if key_node.value == key and isinstance(value_node, yaml.MappingNode):
+                return {
+                    str(k.value): k.start_mark.line + 1
+                    for k, _v in value_node.value
+                    if isinstance(k, yaml.ScalarNode)
+                }
+        return {}
+
+    def error(self, key: str, problem: str, line: int | None = None) -> ConfigError:
+        line = line if line is not None else self.lines.get(key)
+        where = f", line {line}" if line is not None else ""
+        return ConfigError(f"{self.path}{where}: {key}: {problem}")
+
+
+def _check_value(config: _ConfigFile, key: str, value: object) -> object:
+    """The validated value of one top-level key (after ``CONFIG_KEYS`` renaming)."""
+    option = CONFIG_KEYS[key]
+    if value is None and option in _NULLABLE_KEYS:
+        return None
+    if option in _BOOL_KEYS:
+        if not isinstance(value, bool):
+            raise config.error(key, f"expected true or false, got {_describe(value)}")
+        return value
+    if option in ("shard_size", "workers"):
+        if not _is_int(value):
+            raise config.error(key, f"expected an integer, got {_describe(value)}")
+        if value < 1:  # type: ignore[operator]
+            raise config.error(key, f"must be at least 1, got {value}")
+        return value
+    if option == "stem":
+        if not isinstance(value, str) or not _valid_stem(value):
+            raise config.error(
+                key,
+                "expected a file name stem (no '/', not starting with '.'), "
+                f"got {_describe(value)}",
+            )
+        return value
+    if option == "uint8_range":
+        if not isinstance(value, str):
+            raise config.error(key, f"expected a string such as 'max', got {_describe(value)}")
+        return value
+    if option in ("format", "on_error"):
+        choices = ENCODINGS if option == "format" else ON_ERROR_CHOICES
+        if value not in choices:
+            raise config.error(key, f"expected one of {', '.join(choices)}, got {_describe(value)}")
+        return value
+    if option == "channel":
+        if not (_is_int(value) or isinstance(value, str)):
+            raise config.error(key, f"expected a channel index or name, got {_describe(value)}")
+        return parse_channel(value)  # type: ignore[arg-type]
+    if option == "inputs":
+        return _check_inputs(config, value)
+    return _check_filename_spec(config, value)
+
+
+def _check_inputs(config: _ConfigFile, value: object) -> list[str]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(i, str) and i for i in items):
+        raise config.error(
+            "inputs", f"expected a path or glob, or a list of them, got {_describe(value)}"
+        )
+    if not items:
+        raise config.error("inputs", "the list is empty: name at least one path or glob")
+    return items
+
+
+def _check_filename_spec(config: _ConfigFile, value: object) -> FilenameSpec:
+    key = "filename_spec"
+    if isinstance(value, str):
+        value = {"template": value}
+    if not isinstance(value, dict):
+        raise config.error(
+            key, f"expected a mapping with 'template' and 'transforms', got {_describe(value)}"
+        )
+    lines = config.sub_lines(key)
+    for sub in value:
+        if sub not in _FILENAME_SPEC_KEYS:
+            raise config.error(
+                key,
+                f"unknown key {sub!r}{_suggest(str(sub), _FILENAME_SPEC_KEYS)}",
+                lines.get(str(sub)),
+            )
+    template = value.get("template")
+    if not isinstance(template, str) or not template:
+        raise config.error(
+            key,
+            f"'template' must be a non-empty string, got {_describe(template)}",
+            lines.get("template"),
+        )
+    transforms = value.get("transforms") or {}
+    if not isinstance(transforms, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in transforms.items()
+    ):
+        raise config.error(
+            key,
+            f"'transforms' must map field names to transform names ({', '.join(TRANSFORMS)})",
+            lines.get("transforms"),
+        )
+    spec = FilenameSpec(template=template, transforms=dict(transforms))
+    try:
+        compile_spec(spec)
+    except ConfigError as exc:
+        line = config.lines.get(key)
+        raise ConfigError(f"{config.path}, line {line}: {exc}") from None
+    return spec
+
+
+def load_config_file(path: Path) -> dict:
+    """Read and validate a YAML config file.
+
+    Returns the values the file sets, keyed like :func:`make_config`'s
+    arguments (``output_stem`` -> ``stem``, ``uint8`` -> ``to_uint8``), plus
+    ``inputs`` (a list) when the file has it and ``base_dir``: the file's
+    directory, against which relative inputs resolve. Every problem is one
+    ConfigError line naming the file and the key or line.
+    """
+    path = Path(path)
+    config = _ConfigFile(path)
+    values: dict = {}
+    given_by: dict[str, str] = {}
+    for key, value in config.data.items():
+        if key not in CONFIG_KEYS:
+            raise config.error(key, f"unknown key{_suggest(key, list(CONFIG_KEYS))}")
+        option = CONFIG_KEYS[key]
+        if option in given_by:
+            raise config.error(
+                key, f"sets the same option as {given_by[option]!r}: give only one of them"
+            )
+        given_by[option] = key
+        values[option] = _check_value(config, key, value)
+    if values.get("pds") and values.get("shard_size") not in (None, PDS_SHARD_SIZE):
+        raise config.error(
+            "shard_size",
+            f"pds: true sets the shard size to {PDS_SHARD_SIZE} bytes: give only one of them",
+        )
+    if values.get("overwrite") and values.get("resume"):
+        raise config.error("resume", "overwrite and resume exclude each other")
+    values["base_dir"] = Path(os.path.abspath(path)).parent
+    return values
+
+
+def _is_yaml_name(name: str) -> bool:
+    return name.lower().endswith((".yaml", ".yml"))
+
+
+def build_config(
+    inputs: Sequence[str],
+    output: Path,
+    cli_options: dict,
+    config_path: Path | None = None,
+) -> ExportConfig:
+    """Merge a YAML config file (if any) with command-line flags into an ExportConfig.
+
+    ``cli_options`` holds :func:`make_config` arguments the user actually gave
+    (a None value counts as not given); they override the file. When the
+    command line sets ``shard_size`` or ``pds`` (or ``overwrite`` or
+    ``resume``), the file's values for that pair are ignored, so a flag never
+    conflicts with the file. The config file is ``config_path`` or, when that
+    is None, a single ``.yaml``/``.yml`` INPUT. Inputs given on the command
+    line win over the file's and resolve against the current directory; the
+    file's resolve against its own directory.
+    """
+    inputs = [str(i) for i in inputs]
+    if config_path is None and any(_is_yaml_name(i) for i in inputs):
+        if len(inputs) != 1:
+            raise ConfigError(
+                f"a YAML config file must be the only INPUT, got {len(inputs)} inputs"
+            )
+        config_path, inputs = Path(inputs[0]), []
+    unknown = set(cli_options) - _MAKE_CONFIG_OPTIONS - {"uint8", "output_stem"}
+    if unknown:
+        raise TypeError(f"build_config: unknown options {sorted(unknown)}")
+    given = {
+        CONFIG_KEYS.get(key, key): value for key, value in cli_options.items() if value is not None
+    }
+    file_values = load_config_file(config_path) if config_path is not None else {}
+    for group in _EXCLUSIVE_GROUPS:
+        if any(given.get(key) not in (None, False) for key in group):
+            for key in group:
+                file_values.pop(key, None)
+    file_inputs = file_values.pop("inputs", None)
+    file_base_dir = file_values.pop("base_dir", None)
+    if inputs:
+        base_dir = Path.cwd()
+    elif file_inputs is not None:
+        inputs, base_dir = file_inputs, file_base_dir
+    elif config_path is not None:
+        raise ConfigError(
+            f"{config_path}: missing key 'inputs': list the recordings' paths or globs"
+        )
+    else:
+        raise ConfigError("no inputs given")
+    options = {**file_values, **given}
+    return make_config(inputs, output, base_dir=base_dir, **options)
