@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 MANIFEST_SUFFIX = ".manifest.json"
 MANIFEST_FORMAT = 1
 JOURNAL_NAME = "journal.jsonl"
+#: Below this many pixel bytes in all, worker processes cost more (start-up) than they save.
+PARALLEL_MIN_BYTES = 64 * 1024 * 1024
 
 
 def manifest_name(stem: str) -> str:
@@ -259,9 +261,22 @@ def existing_outputs(output: Path, stem: str) -> list[Path]:
     return sorted(found)
 
 
-def _prepare_output(output: Path) -> None:
+def _check_output(output: Path) -> None:
+    """Refuse an output that cannot be a dataset directory, before any work is done."""
     if output.exists() and not output.is_dir():
         raise OutputError(f"{output}: output path exists and is not a directory")
+    existing = output
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(
+            f"{output}: cannot create output directory: {existing} is not a directory"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"{output}: output directory is not writable")
+
+
+def _prepare_output(output: Path) -> None:
     try:
         output.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -418,7 +433,14 @@ def _write_all(
     ]
     run.progress(sum(starts))
 
-    use_segments = on_error == "skip" or (run.workers > 1 and len(todo) > 1)
+    pixel_bytes = sum(
+        (plan.n_frames - start) * int(np.prod(plan.frame_shape)) * np.dtype(plan.dtype).itemsize
+        for plan, start in todo
+    )
+    parallel = run.workers > 1 and len(todo) > 1 and pixel_bytes >= PARALLEL_MIN_BYTES
+    if not parallel:
+        run.workers = 1
+    use_segments = on_error == "skip" or parallel
     failed: list[RecordingPlan] = []
     try:
         if not use_segments:
@@ -509,7 +531,7 @@ def _plan_recordings(
         try:
             fields = dict(source.fields)
             if parser is not None:
-                parsed = parser.parse(source.name)
+                parsed = parser.parse(source.name, path=source.path)
                 if parsed is None:
                     raise InputError(
                         source.path,
@@ -595,7 +617,6 @@ def _progress_bar(total: int, enabled: bool) -> Any:
     return tqdm(
         total=total,
         unit="frame",
-        unit_scale=True,
         disable=not enabled,
         file=sys.stderr,
         dynamic_ncols=True,
@@ -613,7 +634,7 @@ def _export(config: ExportConfig, plans: list[RecordingPlan] | None) -> ExportRe
     started = time.perf_counter()
     output = config.output
     stem = config.stem
-    _prepare_output(output)
+    _check_output(output)
     staging = staging_dir(output, stem)
     previous = existing_outputs(output, stem)
     if previous and not (config.overwrite or config.resume):
@@ -641,6 +662,7 @@ def _export(config: ExportConfig, plans: list[RecordingPlan] | None) -> ExportRe
             ", ".join(config.inputs), "no recording could be read" if skipped else "no recordings"
         )
     _check_sample_sizes(plans, options, config.shard_size)
+    _prepare_output(output)
 
     output_options = _output_options(config)
     fingerprint = _fingerprint(output_options, plans, skipped)
