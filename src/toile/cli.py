@@ -31,6 +31,10 @@ def _setup_logging(verbose: bool) -> None:
     logger.handlers[:] = [handler]
     logger.setLevel(logging.INFO if verbose else logging.WARNING)
     logger.propagate = False
+    # tifffile logs what it tolerates in damaged files; toile reports what matters itself.
+    tifffile_logger = logging.getLogger("tifffile")
+    tifffile_logger.handlers[:] = [handler] if verbose else [logging.NullHandler()]
+    tifffile_logger.propagate = False
 
 
 def _run(action: Callable[[], Any]) -> Any:
