@@ -21,6 +21,7 @@ import logging
 import multiprocessing
 import os
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -174,12 +175,22 @@ def _write_segment(
 ) -> list[tuple[str, int, int, int]]:
     """Worker side: pack a whole recording into a segment file; return each sample's sizes."""
     rows = []
-    with open(path, "wb", buffering=0) as segment:
-        for sample in iter_packed(plan, options, start_frame):
-            for chunk in sample.chunks:
-                segment.write(chunk)
-            rows.append((sample.key, sample.size, sample.raw_size, sample.crc32))
+    try:
+        with open(path, "wb", buffering=0) as segment:
+            for sample in iter_packed(plan, options, start_frame):
+                for chunk in sample.chunks:
+                    _write_fully(segment, chunk)
+                rows.append((sample.key, sample.size, sample.raw_size, sample.crc32))
+    except OSError as error:
+        raise OutputError(f"{path}: write failed: {error.strerror or error}") from error
     return rows
+
+
+def _write_fully(handle: Any, chunk: Any) -> None:
+    """Write all of ``chunk`` to an unbuffered file (``write`` may write only part of it)."""
+    view = memoryview(chunk).cast("B")
+    while view.nbytes:
+        view = view[handle.write(view) :]
 
 
 def _read_segment(
@@ -287,11 +298,15 @@ def _prepare_output(output: Path) -> None:
 
 def _atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"{path}: cannot write: {error.strerror or error}") from error
 
 
 def _fsync_dir(path: Path) -> None:
@@ -322,10 +337,13 @@ class Journal:
 
     def append(self, info: ShardInfo, samples_before: int) -> None:
         line = dump_json({**info.to_dict(), "samples_before": samples_before}) + "\n"
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(line)
-            handle.flush()
-            os.fsync(handle.fileno())
+        try:
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(line)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as error:
+            raise OutputError(f"{self.path}: cannot write: {error.strerror or error}") from error
 
     def read(self) -> tuple[str | None, list[ShardInfo]]:
         try:
@@ -470,7 +488,11 @@ def _write_via_segments(
 ) -> None:
     workers = min(run.workers, len(todo))
     context = multiprocessing.get_context("spawn") if workers > 1 else None
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context) if context else None
+    pool = (
+        ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init)
+        if context
+        else None
+    )
     pending: list[tuple[RecordingPlan, Path, Future | None, int]] = []
 
     def submit(plan: RecordingPlan, start: int) -> None:
@@ -504,11 +526,31 @@ def _write_via_segments(
                 run.samples_written += 1
                 run.progress(1)
             path.unlink(missing_ok=True)
+    except BaseException:
+        if pool is not None:
+            _terminate_workers(pool)
+        raise
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
-        for _, path, _, _ in pending:
+        for path in run.staging.glob("segment-*.bin"):
             path.unlink(missing_ok=True)
+
+
+def _worker_init() -> None:
+    """Worker processes leave Ctrl-C to the main process, which stops them."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _terminate_workers(pool: ProcessPoolExecutor) -> None:
+    """Stop the workers now, without waiting for the recordings they are converting."""
+    terminate = getattr(pool, "terminate_workers", None)
+    if terminate is not None:
+        terminate()
+        return
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        if process.is_alive():
+            process.terminate()
 
 
 def _plan_recordings(
@@ -694,19 +736,24 @@ def _export(config: ExportConfig, plans: list[RecordingPlan] | None) -> ExportRe
     )
     try:
         new = _write_all(run, plans, skip_samples, len(kept), config.on_error, skipped)
+        bar.close()
+        shards = kept + new
+        for index, plan in enumerate(plans):
+            plan.metadata["recording_index"] = index
+        manifest = _manifest(config, output_options, plans, shards, skipped)
+        manifest_path = _commit(output, stem, staging, shards, manifest)
     except KeyboardInterrupt:
         bar.close()
         _, done = journal.read()
         raise ExportInterrupted(len(done), sum(s.samples for s in done), staging) from None
+    except Exception:
+        bar.close()
+        # A failed export leaves nothing behind; only an interrupted one is kept for --resume.
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     except BaseException:
         bar.close()
         raise
-    bar.close()
-    shards = kept + new
-    for index, plan in enumerate(plans):
-        plan.metadata["recording_index"] = index
-    manifest = _manifest(config, output_options, plans, shards, skipped)
-    manifest_path = _commit(output, stem, staging, shards, manifest)
     return ExportResult(
         output=output,
         manifest_path=manifest_path,
@@ -806,7 +853,13 @@ def _manifest(
 def _commit(
     output: Path, stem: str, staging: Path, shards: list[ShardInfo], manifest: dict
 ) -> Path:
-    """Move the staged shards into place, drop stale ones, write the manifest."""
+    """Move the staged shards into place, drop stale ones, write the manifest.
+
+    The manifest is written (and flushed) in the staging directory first, so a
+    full disk fails the export before anything in ``output`` is replaced.
+    """
+    staged_manifest = staging / manifest_name(stem)
+    _atomic_write_text(staged_manifest, json.dumps(manifest, indent=2, sort_keys=False) + "\n")
     new_names = {s.name for s in shards}
     for info in shards:
         os.replace(staging / info.name, output / info.name)
@@ -814,7 +867,7 @@ def _commit(
         if path.name not in new_names and path.name != manifest_name(stem):
             path.unlink(missing_ok=True)
     manifest_path = output / manifest_name(stem)
-    _atomic_write_text(manifest_path, json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+    os.replace(staged_manifest, manifest_path)
     shutil.rmtree(staging, ignore_errors=True)
     _fsync_dir(output)
     return manifest_path
