@@ -26,6 +26,7 @@ from toile.shards import (
     shard_name,
     shard_overhead,
     shard_url_pattern,
+    tar_header,
 )
 
 
@@ -179,3 +180,15 @@ def test_keys_sort_in_frame_order_and_have_no_dot():
     assert keys[0] == "sample-000002-0000"
     assert frame_digits(10) == 3 and sample_key(0, 7, 3) == "sample-000000-007"
     assert all("." not in k for k in keys)
+
+
+@pytest.mark.parametrize("name", ["a", "sample-000000-000.npy", "x" * 100, "é" * 10, "y" * 150])
+@pytest.mark.parametrize("size", [0, 1, 511, 512, 10**9, 8**11 - 1, 8**11])
+def test_tar_header_is_what_tarfile_writes(name, size):
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mtime = 0
+    info.mode = 0o644
+    simple = len(name.encode()) <= 100 and size < 8**11
+    expected = info.tobuf(format=tarfile.USTAR_FORMAT if simple else tarfile.PAX_FORMAT)
+    assert tar_header(name, size) == expected

@@ -62,9 +62,7 @@ def _nbytes(buffer: Buffer) -> int:
     return buffer.nbytes if isinstance(buffer, memoryview) else len(buffer)
 
 
-@lru_cache(maxsize=4096)
-def tar_header(name: str, size: int) -> bytes:
-    """A regular-file tar header with fixed mtime, owner and mode (deterministic)."""
+def _tarfile_header(name: str, size: int) -> bytes:
     info = tarfile.TarInfo(name)
     info.size = size
     info.mtime = 0
@@ -72,8 +70,36 @@ def tar_header(name: str, size: int) -> bytes:
     info.uid = info.gid = 0
     info.uname = info.gname = ""
     info.type = tarfile.REGTYPE
-    fmt = tarfile.USTAR_FORMAT if len(name.encode()) <= 100 else tarfile.PAX_FORMAT
+    simple = len(name.encode()) <= 100 and size <= _MAX_USTAR_SIZE
+    fmt = tarfile.USTAR_FORMAT if simple else tarfile.PAX_FORMAT
     return info.tobuf(format=fmt, encoding="utf-8", errors="strict")
+
+
+#: The fixed fields of a ustar header after the name (mode 0644, owner 0, mtime 0).
+_USTAR_MODE_OWNER = b"0000644\x000000000\x000000000\x00"
+_USTAR_MTIME = b"00000000000\x00"
+_USTAR_TAIL = (
+    b"0"  # regular file
+    + bytes(100)  # link name
+    + b"ustar\x0000"
+    + bytes(64)  # owner and group names
+    + bytes(16 + 155 + 12)  # device numbers (unused), prefix and padding
+)
+_MAX_USTAR_SIZE = 8**11 - 1
+
+
+def tar_header(name: str, size: int) -> bytes:
+    """A regular-file tar header with fixed mtime, owner and mode (deterministic).
+
+    Byte-identical to what :mod:`tarfile` writes for the same member; built
+    directly because ``TarInfo.tobuf`` costs about 0.1 ms per member.
+    """
+    encoded = name.encode("utf-8")
+    if len(encoded) > 100 or size > _MAX_USTAR_SIZE:
+        return _tarfile_header(name, size)
+    head = encoded.ljust(100, b"\x00") + _USTAR_MODE_OWNER + b"%011o\x00" % size + _USTAR_MTIME
+    checksum = sum(head) + 8 * 0x20 + sum(_USTAR_TAIL)
+    return head + b"%06o\x00 " % checksum + _USTAR_TAIL
 
 
 @dataclass
