@@ -1,0 +1,774 @@
+"""Reading a toile dataset back: the manifest, frames, ``info`` and ``verify``.
+
+A dataset is a directory holding ``{stem}-NNNNNN.tar`` (``.tar.gz`` when
+compressed) shards and one ``{stem}.manifest.json``. :func:`open_dataset`
+takes the directory or the manifest file and returns a :class:`ToileDataset`
+that iterates :class:`toile.schema.Frame` objects in key order, builds a
+stock ``webdataset`` pipeline for training, or an ``atdata.Dataset`` for
+datasets written with ``--format atdata``.
+
+:func:`verify_dataset` checks every shard against the manifest while
+streaming it (one member in memory at a time) and reports each problem as
+one line; :func:`dataset_info` summarises a dataset as plain data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import re
+import tarfile
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from toile.encode import FRAME_KEY, KEY_PREFIX
+from toile.errors import InputError, ToileError
+from toile.export import MANIFEST_FORMAT, MANIFEST_SUFFIX
+from toile.shards import ShardInfo, shard_name, shard_url_pattern
+
+if TYPE_CHECKING:
+    import atdata
+    import webdataset
+
+    from toile.schema import Frame
+
+log = logging.getLogger(__name__)
+
+#: Tar members of one sample, by encoding (the extension after the key's dot).
+ENCODING_MEMBERS: dict[str, frozenset[str]] = {
+    "npy": frozenset({"npy", "json"}),
+    "atdata": frozenset({"msgpack"}),
+}
+#: Keys a manifest must have to be read.
+REQUIRED_MANIFEST_KEYS = ("stem", "encoding", "compressed", "url_pattern", "shards")
+
+_KEY_RE = re.compile(rf"^{KEY_PREFIX}-(\d{{6}})-(\d{{3,}})$")
+
+
+# --------------------------------------------------------------------------------------
+# The manifest
+
+
+def find_manifest(path: str | Path) -> Path:
+    """The manifest of a dataset given as its directory or as the manifest file itself."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if not path.exists():
+        raise InputError(path, "no such file or directory")
+    if not path.is_dir():
+        raise InputError(path, "not a dataset directory or manifest file")
+    found = sorted(
+        p for p in path.glob(f"*{MANIFEST_SUFFIX}") if p.is_file() and not p.name.startswith(".")
+    )
+    if not found:
+        raise InputError(
+            path, f"no toile manifest (*{MANIFEST_SUFFIX}) here; is this a toile dataset directory?"
+        )
+    if len(found) > 1:
+        names = ", ".join(p.name for p in found)
+        raise InputError(
+            path,
+            f"holds {len(found)} datasets ({names}); pass the manifest file of the one you mean",
+        )
+    return found[0]
+
+
+@dataclass
+class Manifest:
+    """A parsed ``{stem}.manifest.json``; ``raw`` is the JSON object as written."""
+
+    path: Path
+    raw: dict[str, Any]
+    _shards: list[ShardInfo] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        raw = self.raw
+        if not isinstance(raw, dict):
+            raise InputError(self.path, "not a toile manifest (not a JSON object)")
+        missing = [key for key in REQUIRED_MANIFEST_KEYS if key not in raw]
+        if missing:
+            raise InputError(
+                self.path, f"not a toile manifest (missing {', '.join(map(repr, missing))})"
+            )
+        version = raw.get("manifest_format", MANIFEST_FORMAT)
+        if not isinstance(version, int) or version > MANIFEST_FORMAT:
+            raise InputError(
+                self.path,
+                f"manifest format {version!r} is newer than this toile reads "
+                f"({MANIFEST_FORMAT}); upgrade toile",
+            )
+        if raw["encoding"] not in ENCODING_MEMBERS:
+            raise InputError(self.path, f"unknown sample encoding {raw['encoding']!r}")
+        try:
+            self._shards = [ShardInfo(**entry) for entry in raw["shards"]]
+        except TypeError as error:
+            raise InputError(self.path, f"malformed shard entry: {error}") from error
+
+    @classmethod
+    def load(cls, path: str | Path) -> Manifest:
+        """Read the manifest of a dataset directory or manifest file."""
+        manifest_path = find_manifest(path)
+        try:
+            raw = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except OSError as error:
+            raise InputError(manifest_path, f"cannot read: {error.strerror}") from error
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise InputError(manifest_path, f"not valid JSON: {error}") from error
+        return cls(manifest_path, raw)
+
+    @property
+    def directory(self) -> Path:
+        return self.path.parent
+
+    @property
+    def stem(self) -> str:
+        return self.raw["stem"]
+
+    @property
+    def encoding(self) -> str:
+        """``"npy"`` (``.npy`` + ``.json`` members) or ``"atdata"`` (one ``.msgpack``)."""
+        return self.raw["encoding"]
+
+    @property
+    def compressed(self) -> bool:
+        return bool(self.raw["compressed"])
+
+    @property
+    def url_pattern(self) -> str:
+        """The shards' brace pattern, relative to :attr:`directory` (as written)."""
+        return self.raw["url_pattern"]
+
+    @property
+    def url(self) -> str:
+        """The shards' brace pattern as an absolute path."""
+        return str(self.directory.absolute() / self.url_pattern)
+
+    @property
+    def urls(self) -> list[str]:
+        """Absolute path of every shard, in order."""
+        base = self.directory.absolute()
+        return [str(base / info.name) for info in self.shards]
+
+    @property
+    def shards(self) -> list[ShardInfo]:
+        return self._shards
+
+    @property
+    def recordings(self) -> list[dict[str, Any]]:
+        return list(self.raw.get("recordings", []))
+
+    @property
+    def skipped(self) -> list[dict[str, Any]]:
+        return list(self.raw.get("skipped", []))
+
+    @property
+    def totals(self) -> dict[str, int]:
+        return dict(self.raw.get("totals", {}))
+
+    @property
+    def samples(self) -> int:
+        """Total number of samples, from the shard list."""
+        return sum(info.samples for info in self.shards)
+
+
+# --------------------------------------------------------------------------------------
+# Reading frames
+
+
+@dataclass
+class FrameBatch:
+    """A batch of frames: ``images`` stacked as (B, ...) and each frame's metadata and key."""
+
+    images: np.ndarray
+    metadata: list[dict]
+    keys: list[str]
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+def _to_record(encoding: str, sample: dict) -> dict:
+    """A decoded webdataset sample as ``{"__key__", "__url__", "image", "metadata"}``."""
+    if encoding == "atdata":
+        from toile.schema import Frame
+
+        frame = Frame.from_bytes(sample["msgpack"])
+        image, metadata = frame.image, frame.metadata or {}
+    else:
+        image, metadata = sample["npy"], sample["json"]
+    return {
+        "__key__": sample["__key__"],
+        "__url__": sample.get("__url__"),
+        "image": image,
+        "metadata": metadata,
+    }
+
+
+def _to_frame(record: dict) -> Frame:
+    from toile.schema import Frame
+
+    return Frame(image=record["image"], metadata=record["metadata"])
+
+
+def _collate(records: list[dict]) -> FrameBatch:
+    shapes = {(r["image"].shape, r["image"].dtype.str) for r in records}
+    if len(shapes) > 1:
+        found = ", ".join(f"{'x'.join(map(str, s))} {d}" for s, d in sorted(shapes))
+        raise ToileError(
+            f"cannot batch frames of different shapes or dtypes ({found}) from "
+            f"{records[0]['__key__']} to {records[-1]['__key__']}; read them with batch_size=None"
+        )
+    return FrameBatch(
+        images=np.stack([r["image"] for r in records]),
+        metadata=[r["metadata"] for r in records],
+        keys=[r["__key__"] for r in records],
+    )
+
+
+class ToileDataset:
+    """A toile dataset opened for reading; see :func:`open_dataset`."""
+
+    def __init__(self, manifest: Manifest) -> None:
+        self.manifest = manifest
+
+    def __repr__(self) -> str:
+        return (
+            f"ToileDataset({str(self.manifest.path)!r}, encoding={self.manifest.encoding!r}, "
+            f"shards={len(self.manifest.shards)}, samples={len(self)})"
+        )
+
+    def __len__(self) -> int:
+        """Number of samples (frames), from the manifest."""
+        return self.manifest.samples
+
+    def __iter__(self) -> Iterator[Frame]:
+        """Every frame in key order (recording by recording, frame by frame)."""
+        return iter(self.frames())
+
+    def webdataset(self, shuffle: int = 0, seed: int | None = None) -> webdataset.WebDataset:
+        """A stock ``webdataset.WebDataset`` pipeline of decoded samples, for training.
+
+        Each sample is a dict ``{"__key__": str, "__url__": str, "image": ndarray,
+        "metadata": dict}`` whatever the encoding, so the pipeline can be extended
+        with ``.shuffle(n)``, ``.map(f)``, ``.batched(n)`` (which stacks ``image`` and
+        lists ``metadata``), or handed to a ``torch.utils.data.DataLoader``.
+        With ``shuffle > 0`` the shard order is shuffled and samples pass through a
+        shuffle buffer of that size; ``seed`` makes the order repeatable.
+        """
+        import webdataset as wds
+
+        urls = self.manifest.urls
+        shardshuffle: int | bool = min(len(urls), 100) if shuffle > 0 else False
+        pipeline = wds.WebDataset(urls, shardshuffle=shardshuffle, seed=seed, empty_check=False)
+        if shuffle > 0:
+            pipeline = pipeline.shuffle(shuffle, seed=seed)
+        # A partial of a module-level function, so that DataLoader workers can pickle it.
+        return pipeline.decode().map(partial(_to_record, self.manifest.encoding))
+
+    def frames(
+        self, shuffle: int = 0, batch_size: int | None = None, seed: int | None = None
+    ) -> Iterable[Frame] | Iterable[FrameBatch]:
+        """Frames (``toile.schema.Frame``) or, with ``batch_size``, :class:`FrameBatch` es.
+
+        In key order unless ``shuffle`` gives a shuffle buffer size. The last batch
+        may be smaller. Batching frames of different shapes raises :class:`ToileError`.
+        """
+        pipeline = self.webdataset(shuffle=shuffle, seed=seed)
+        if batch_size is None:
+            return pipeline.map(_to_frame)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        return pipeline.batched(batch_size, collation_fn=_collate, partial=True)
+
+    def atdata(self, sample_type: type | None = None) -> atdata.Dataset:
+        """An ``atdata.Dataset[Frame]`` over the shards, viewed as ``sample_type`` through a lens.
+
+        Only for datasets written with ``--format atdata``; e.g.
+        ``open_dataset(path).atdata(toile.schema.ImageSample).ordered(batch_size=32)``.
+        """
+        if self.manifest.encoding != "atdata":
+            raise InputError(
+                self.manifest.path,
+                f"samples are encoded as {self.manifest.encoding!r}, not 'atdata'; read them "
+                "with .frames() or .webdataset(), or export again with --format atdata",
+            )
+        import atdata
+
+        from toile.schema import Frame
+
+        dataset = atdata.Dataset[Frame](self.manifest.url)
+        if sample_type is None or sample_type is Frame:
+            return dataset
+        return dataset.as_type(sample_type)
+
+
+def open_dataset(path: str | Path) -> ToileDataset:
+    """Open a toile dataset given as its directory or its ``*.manifest.json`` file."""
+    return ToileDataset(Manifest.load(path))
+
+
+# --------------------------------------------------------------------------------------
+# Streaming a shard
+
+
+#: Bytes read from a shard file at a time while streaming it.
+_READ_SIZE = 1 << 20
+
+
+class _CountingReader(io.RawIOBase):
+    """A read-only file wrapper that hashes and counts every byte read through it."""
+
+    def __init__(self, handle: io.BufferedReader) -> None:
+        super().__init__()
+        self._handle = handle
+        self.sha256 = hashlib.sha256()
+        self.bytes_read = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = self._handle.readinto(buffer)
+        if n:
+            self.sha256.update(memoryview(buffer)[:n])
+            self.bytes_read += n
+        return n or 0
+
+    def drain(self) -> None:
+        """Read (and hash) the rest of the file."""
+        while self.read(_READ_SIZE):
+            pass
+
+
+_TAR_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error, ValueError, UnicodeDecodeError)
+
+
+def _split_member(name: str) -> tuple[str, str]:
+    """``dir/key.ext.more`` -> (``dir/key``, ``ext.more``), as webdataset groups members."""
+    directory, _, base = name.rpartition("/")
+    key, dot, ext = base.partition(".")
+    return (f"{directory}/{key}" if directory else key), (ext if dot else "")
+
+
+def _parse_key(key: str) -> tuple[int, int] | None:
+    match = _KEY_RE.match(key)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+# --------------------------------------------------------------------------------------
+# verify
+
+
+@dataclass
+class VerifyReport:
+    """What :func:`verify_dataset` checked and every problem it found (one line each)."""
+
+    manifest: Path
+    shards: int = 0
+    samples: int = 0
+    bytes: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def summary(self) -> str:
+        checked = f"{self.shards} shard(s), {self.samples} sample(s), {self.bytes:,} bytes checked"
+        if self.ok:
+            return f"OK: {checked} in {self.manifest}"
+        return f"FAILED: {len(self.problems)} problem(s); {checked} in {self.manifest}"
+
+
+@dataclass
+class _DatasetState:
+    """Facts collected across shards while verifying."""
+
+    recordings: dict[int, dict]
+    seen: set[str] = field(default_factory=set)
+    frames: dict[int, int] = field(default_factory=dict)
+    last: tuple[int, int] | None = None
+
+
+def verify_dataset(path: str | Path) -> VerifyReport:
+    """Check every shard of a dataset against its manifest, decoding every sample.
+
+    Checks: each listed shard is present with the listed byte size, SHA-256 and
+    sample count; its keys are well formed, unique, in order and match the listed
+    first and last key; every sample has exactly its members (``.npy`` + ``.json``
+    or ``.msgpack``) and they decode, with the frame shape and dtype of their
+    recording; every recording's frames are all there; no unlisted shard with the
+    dataset's stem lies in the directory. Damaged archives give problem lines,
+    not exceptions. Raises :class:`InputError` only when the manifest itself
+    cannot be read.
+    """
+    manifest = Manifest.load(path)
+    report = VerifyReport(manifest.path)
+    _check_manifest(manifest, report)
+    state = _DatasetState(
+        recordings={
+            int(r["recording_index"]): r for r in manifest.recordings if "recording_index" in r
+        }
+    )
+    for info in manifest.shards:
+        _verify_shard(manifest, info, state, report)
+        report.shards += 1
+    for index, recording in sorted(state.recordings.items()):
+        found = state.frames.get(index, 0)
+        expected = int(recording.get("frames", 0))
+        if found != expected:
+            report.problems.append(
+                f"{manifest.path.name}: recording {index} ({recording.get('name', '?')}): "
+                f"{found} of {expected} frame(s) found in the shards"
+            )
+    _check_strays(manifest, report)
+    return report
+
+
+def _check_manifest(manifest: Manifest, report: VerifyReport) -> None:
+    name = manifest.path.name
+    shards = manifest.shards
+    for index, info in enumerate(shards):
+        expected = shard_name(manifest.stem, index, manifest.compressed)
+        if info.name != expected:
+            report.problems.append(f"{name}: shard {index} is named {info.name}, not {expected}")
+    pattern = shard_url_pattern(manifest.stem, len(shards), manifest.compressed)
+    if manifest.url_pattern != pattern:
+        report.problems.append(
+            f"{name}: url_pattern is {manifest.url_pattern!r}, expected {pattern!r} "
+            f"for {len(shards)} shard(s)"
+        )
+    totals = manifest.totals
+    actual = {
+        "shards": len(shards),
+        "samples": manifest.samples,
+        "bytes": sum(s.size for s in shards),
+        "recordings": len(manifest.recordings),
+        "skipped": len(manifest.skipped),
+    }
+    for key, value in actual.items():
+        if key in totals and totals[key] != value:
+            report.problems.append(
+                f"{name}: totals.{key} is {totals[key]}, the lists add up to {value}"
+            )
+
+
+def _check_strays(manifest: Manifest, report: VerifyReport) -> None:
+    listed = {info.name for info in manifest.shards}
+    pattern = re.compile(rf"^{re.escape(manifest.stem)}-\d{{6,}}\.tar(\.gz)?$")
+    for entry in sorted(manifest.directory.iterdir()):
+        if pattern.match(entry.name) and entry.name not in listed:
+            report.problems.append(
+                f"{entry.name}: stray shard not listed in the manifest {manifest.path.name}"
+            )
+
+
+def _verify_shard(
+    manifest: Manifest, info: ShardInfo, state: _DatasetState, report: VerifyReport
+) -> None:
+    path = manifest.directory / info.name
+    problems = report.problems
+
+    def problem(text: str, key: str | None = None) -> None:
+        problems.append(f"{info.name}: {key}: {text}" if key else f"{info.name}: {text}")
+
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        problem("missing (listed in the manifest, not found)")
+        return
+    except OSError as error:
+        problem(f"cannot read: {error.strerror}")
+        return
+    if size != info.size:
+        problem(f"size is {size:,} bytes, the manifest says {info.size:,}")
+    log.info("verifying %s", path)
+
+    keys: list[str] = []
+    try:
+        with open(path, "rb") as handle:
+            reader = _CountingReader(handle)
+            try:
+                _scan_tar(manifest, reader, state, keys, problem)
+            finally:
+                try:
+                    reader.drain()
+                except OSError as error:
+                    problem(f"read error: {error}")
+    except OSError as error:
+        problem(f"cannot read: {error.strerror or error}")
+        return
+    report.bytes += reader.bytes_read
+    report.samples += len(keys)
+    digest = reader.sha256.hexdigest()
+    if digest != info.sha256:
+        problem(f"sha256 is {digest}, the manifest says {info.sha256}")
+    if len(keys) != info.samples:
+        problem(f"holds {len(keys)} sample(s), the manifest says {info.samples}")
+    first, last = (keys[0], keys[-1]) if keys else ("", "")
+    if first != info.first_key:
+        problem(f"first key is {first or '(none)'}, the manifest says {info.first_key}")
+    if last != info.last_key:
+        problem(f"last key is {last or '(none)'}, the manifest says {info.last_key}")
+
+
+def _scan_tar(
+    manifest: Manifest,
+    reader: _CountingReader,
+    state: _DatasetState,
+    keys: list[str],
+    problem: Callable[..., None],
+) -> None:
+    """Stream one shard's members, checking and decoding each sample."""
+    expected = ENCODING_MEMBERS[manifest.encoding]
+    current: str | None = None
+    members: dict[str, bytes] = {}
+    reading = False
+
+    def finish() -> None:
+        if current is not None:
+            _check_sample(manifest, current, members, expected, state, problem)
+
+    try:
+        with tarfile.open(fileobj=reader, mode="r|*", bufsize=_READ_SIZE) as tar:
+            for member in tar:
+                tar.members.clear()  # stream mode keeps every TarInfo otherwise
+                if not member.isfile():
+                    problem(f"unexpected tar entry {member.name!r} (not a regular file)")
+                    continue
+                key, ext = _split_member(member.name)
+                if key != current:
+                    finish()
+                    current, members = key, {}
+                    if key in state.seen:
+                        problem("duplicate key (appears more than once in the dataset)", key)
+                    state.seen.add(key)
+                    keys.append(key)
+                reading = True
+                extracted = tar.extractfile(member)
+                data = extracted.read() if extracted is not None else b""
+                reading = False
+                if ext in members:
+                    problem(f"duplicate member .{ext}", key)
+                members[ext] = data
+            finish()
+            current = None
+            _check_archive_end(tar, problem)
+    except _TAR_ERRORS as error:
+        if not reading:  # a sample cut short by the damage is not checked on its own
+            finish()
+        where = (
+            (f" in sample {keys[-1]}" if reading else f" after sample {keys[-1]}") if keys else ""
+        )
+        problem(f"damaged or truncated archive{where}: {error}")
+
+
+def _check_archive_end(tar: tarfile.TarFile, problem: Callable[..., None]) -> None:
+    """After the last member, only zero blocks may follow; anything else is a damaged header."""
+    stream = tar.fileobj
+    assert stream is not None
+    trailing = 0
+    nonzero = False
+    while chunk := stream.read(1 << 16):
+        trailing += len(chunk)
+        nonzero = nonzero or any(chunk)
+    if nonzero:
+        problem(
+            f"damaged tar header at byte {tar.offset:,} of the archive data: "
+            f"{trailing + tarfile.BLOCKSIZE:,} byte(s) after it cannot be read"
+        )
+    elif trailing < tarfile.BLOCKSIZE:
+        problem("archive is truncated (no end-of-archive marker)")
+
+
+def _check_sample(
+    manifest: Manifest,
+    key: str,
+    members: dict[str, bytes],
+    expected: frozenset[str],
+    state: _DatasetState,
+    problem: Callable[..., None],
+) -> None:
+    missing = sorted(expected - members.keys())
+    extra = sorted(members.keys() - expected)
+    if missing:
+        problem(f"incomplete sample: missing {', '.join('.' + e for e in missing)}", key)
+    if extra:
+        problem(f"unexpected member(s) {', '.join('.' + e for e in extra)}", key)
+
+    parsed = _parse_key(key)
+    recording: dict | None = None
+    if parsed is None:
+        problem(f"key does not have the form {KEY_PREFIX}-RRRRRR-FFF", key)
+    else:
+        if state.last is not None and parsed <= state.last:
+            problem("key out of order", key)
+        state.last = parsed
+        recording_index, frame_index = parsed
+        recording = state.recordings.get(recording_index)
+        if recording is None:
+            problem(f"recording {recording_index} is not in the manifest", key)
+        else:
+            state.frames[recording_index] = state.frames.get(recording_index, 0) + 1
+            if frame_index >= int(recording.get("frames", 0)):
+                problem(
+                    f"frame {frame_index} is beyond the recording's {recording.get('frames')} "
+                    "frame(s)",
+                    key,
+                )
+
+    image = metadata = None
+    try:
+        if "npy" in members:
+            image = np.load(io.BytesIO(members["npy"]), allow_pickle=False)
+        if "json" in members:
+            metadata = json.loads(members["json"])
+        if "msgpack" in members:
+            from toile.schema import Frame
+
+            frame = Frame.from_bytes(members["msgpack"])
+            image, metadata = frame.image, frame.metadata
+    except Exception as error:  # any decoder failure is a problem of this sample
+        problem(f"cannot decode: {type(error).__name__}: {error}", key)
+        return
+    if metadata is not None and not (isinstance(metadata, dict) and FRAME_KEY in metadata):
+        problem(f"metadata is not an object with a {FRAME_KEY!r} field", key)
+    if image is not None and recording is not None:
+        shape = [int(n) for n in recording.get("frame_shape", [])]
+        dtype = recording.get("dtype")
+        if list(image.shape) != shape or str(image.dtype) != dtype:
+            problem(
+                f"image is {'x'.join(map(str, image.shape))} {image.dtype}, the recording is "
+                f"{'x'.join(map(str, shape))} {dtype}",
+                key,
+            )
+
+
+# --------------------------------------------------------------------------------------
+# info
+
+
+def _first_sample_metadata(manifest: Manifest) -> dict | None:
+    """The metadata dict of the dataset's first sample, or None if it cannot be read."""
+    if not manifest.shards:
+        return None
+    path = manifest.directory / manifest.shards[0].name
+    try:
+        with tarfile.open(path, mode="r|*") as tar:
+            for member in tar:
+                key, ext = _split_member(member.name)
+                if ext not in ("json", "msgpack"):
+                    continue
+                extracted = tar.extractfile(member)
+                if extracted is None:
+                    return None
+                data = extracted.read()
+                if ext == "json":
+                    return json.loads(data)
+                from toile.schema import Frame
+
+                return Frame.from_bytes(data).metadata or {}
+    except Exception as error:  # info summarises what it can; verify names the damage
+        log.warning("%s: cannot read the first sample: %s", path, error)
+    return None
+
+
+def dataset_info(path: str | Path) -> dict[str, Any]:
+    """A summary of a dataset as plain JSON-ready data (the ``toile info --json`` output).
+
+    Fields: ``manifest``, ``directory``, ``stem``, ``toile_version``, ``encoding``,
+    ``compressed``, ``url_pattern``, ``shards`` {``count``, ``bytes``, ``min_size``,
+    ``max_size``, ``size_limit``}, ``samples``, ``recordings`` [{``recording_index``,
+    ``name``, ``source``, ``frames``, ``frame_shape``, ``dtype``, ``source_dtype``,
+    ``first_key``}], ``metadata_fields`` {``movie``: sorted keys of the movie metadata
+    (all recordings and the first sample), ``frame``: sorted keys of the first sample's
+    ``frame`` dict, or null if it cannot be read}, ``skipped`` [{``source``, ``error``}].
+    """
+    manifest = Manifest.load(path)
+    sizes = [info.size for info in manifest.shards]
+    movie_fields: set[str] = set()
+    for recording in manifest.recordings:
+        movie_fields.update((recording.get("metadata") or {}).keys())
+    first = _first_sample_metadata(manifest)
+    frame_fields: list[str] | None = None
+    if first is not None:
+        movie_fields.update(k for k in first if k != FRAME_KEY)
+        frame = first.get(FRAME_KEY)
+        frame_fields = sorted(frame) if isinstance(frame, dict) else []
+    return {
+        "manifest": str(manifest.path),
+        "directory": str(manifest.directory),
+        "stem": manifest.stem,
+        "toile_version": manifest.raw.get("toile_version"),
+        "encoding": manifest.encoding,
+        "compressed": manifest.compressed,
+        "url_pattern": manifest.url_pattern,
+        "shards": {
+            "count": len(sizes),
+            "bytes": sum(sizes),
+            "min_size": min(sizes) if sizes else 0,
+            "max_size": max(sizes) if sizes else 0,
+            "size_limit": manifest.raw.get("shard_size_limit"),
+        },
+        "samples": manifest.samples,
+        "recordings": [
+            {
+                "recording_index": r.get("recording_index"),
+                "name": r.get("name"),
+                "source": r.get("source"),
+                "frames": r.get("frames"),
+                "frame_shape": r.get("frame_shape"),
+                "dtype": r.get("dtype"),
+                "source_dtype": r.get("source_dtype"),
+                "first_key": r.get("first_key"),
+            }
+            for r in manifest.recordings
+        ],
+        "metadata_fields": {"movie": sorted(movie_fields), "frame": frame_fields},
+        "skipped": [{"source": s.get("source"), "error": s.get("error")} for s in manifest.skipped],
+    }
+
+
+def format_info(info: dict[str, Any]) -> str:
+    """The human-readable ``toile info`` text of :func:`dataset_info`'s result."""
+    shards = info["shards"]
+    members = ".npy + .json" if info["encoding"] == "npy" else ".msgpack (toile.schema.Frame)"
+    limit = shards["size_limit"]
+    lines = [
+        f"dataset      {info['manifest']}",
+        f"stem         {info['stem']}",
+        f"encoding     {info['encoding']} ({members} per sample)",
+        f"compression  {'gzip (.tar.gz)' if info['compressed'] else 'none (.tar)'}",
+        f"shards       {shards['count']} ({info['url_pattern']}), {shards['bytes']:,} bytes; "
+        f"smallest {shards['min_size']:,}, largest {shards['max_size']:,}"
+        + (f", cap {limit:,}" if isinstance(limit, int) else ""),
+        f"samples      {info['samples']:,}",
+        f"recordings   {len(info['recordings'])}",
+    ]
+    for r in info["recordings"]:
+        shape = "x".join(str(n) for n in r["frame_shape"] or [])
+        dtype = r["dtype"]
+        if r.get("source_dtype") and r["source_dtype"] != dtype:
+            dtype = f"{dtype} (from {r['source_dtype']})"
+        lines.append(
+            f"  [{r['recording_index']}] {r['name']}: {r['frames']} frame(s) of {shape} {dtype}"
+        )
+        lines.append(f"      source: {r['source']}")
+    fields = info["metadata_fields"]
+    lines.append(f"metadata     movie: {', '.join(fields['movie']) or '-'}")
+    frame = fields["frame"]
+    frame_text = "(first sample unreadable)" if frame is None else (", ".join(frame) or "-")
+    lines.append(f"             frame: {frame_text}")
+    lines.append(f"skipped      {len(info['skipped'])}")
+    for entry in info["skipped"]:
+        lines.append(f"  {entry['source']}: {entry['error']}")
+    return "\n".join(lines)
