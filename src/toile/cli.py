@@ -272,5 +272,67 @@ def export_test_frames_command(output: Path, **options: Any) -> None:
     _report(_run(action))
 
 
+@main.command("info")
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON object (stable field names) instead."
+)
+def info_command(dataset: Path, as_json: bool) -> None:
+    """Describe a dataset: shards, samples, recordings, metadata fields, skipped inputs.
+
+    DATASET is a dataset directory or its *.manifest.json file. The JSON
+    fields are documented in toile.dataset.dataset_info.
+
+    \b
+    Examples:
+      toile info /output/dataset
+      toile info /output/dataset/dataset.manifest.json --json
+    """
+
+    def action() -> Any:
+        from toile.dataset import dataset_info
+
+        return dataset_info(dataset)
+
+    summary = _run(action)
+    if as_json:
+        import json
+
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        from toile.dataset import format_info
+
+        click.echo(format_info(summary))
+
+
+@main.command("verify")
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option("-v", "--verbose", is_flag=True, help="Log each shard as it is checked.")
+def verify_command(dataset: Path, verbose: bool) -> None:
+    """Check every shard of a dataset against its manifest and decode every sample.
+
+    Prints one line per problem (naming the shard, and the sample key where
+    relevant), then a summary line. Exits 0 when all is well, 1 otherwise.
+
+    \b
+    Examples:
+      toile verify /output/dataset
+      toile verify /output/dataset/dataset.manifest.json --verbose
+    """
+    _setup_logging(verbose)
+
+    def action() -> Any:
+        from toile.dataset import verify_dataset
+
+        return verify_dataset(dataset)
+
+    report = _run(action)
+    for problem in report.problems:
+        click.echo(problem)
+    click.echo(f"toile verify: {report.summary()}")
+    if not report.ok:
+        sys.exit(EXIT_ERROR)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
