@@ -738,8 +738,6 @@ def _export(config: ExportConfig, plans: list[RecordingPlan] | None) -> ExportRe
         new = _write_all(run, plans, skip_samples, len(kept), config.on_error, skipped)
         bar.close()
         shards = kept + new
-        for index, plan in enumerate(plans):
-            plan.metadata["recording_index"] = index
         manifest = _manifest(config, output_options, plans, shards, skipped)
         manifest_path = _commit(output, stem, staging, shards, manifest)
     except KeyboardInterrupt:
