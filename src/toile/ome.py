@@ -146,10 +146,11 @@ class _Fields:
         self.source = source
         self._warned: set[str] = set()
 
-    def warn(self, name: str, message: str) -> None:
+    def warn(self, name: str, message: str, dropped: bool = True) -> None:
         if name not in self._warned:
             self._warned.add(name)
-            logger.warning("%s: OME-XML %s: %s; field left out", self.source, name, message)
+            suffix = "; field left out" if dropped else ""
+            logger.warning("%s: OME-XML %s: %s%s", self.source, name, message, suffix)
 
     def number(self, value: str | None, name: str, kind: type = float) -> float | int | None:
         if value is None:
@@ -297,6 +298,7 @@ def _parse_image(image: ElementTree.Element, index: int, fields: _Fields) -> dic
             fields.warn(
                 "Channel",
                 f"{len(out['channels'])} Channel elements ({samples} samples) for SizeC={out['size_c']}",
+                dropped=False,
             )
     stage = _child(image, "StageLabel")
     if stage is not None:
