@@ -514,7 +514,8 @@ def _write_via_segments(
                 )
             except ToileError as error:
                 path.unlink(missing_ok=True)
-                if on_error != "skip":
+                # Only a bad recording is skipped; a write failure (disk full) stops the export.
+                if on_error != "skip" or not isinstance(error, InputError):
                     raise
                 log.warning("skipped %s: %s", plan.label, error)
                 skipped.append({"source": plan.label, "error": str(error)})
