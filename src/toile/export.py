@@ -19,10 +19,12 @@ import hashlib
 import json
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import shutil
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -170,6 +172,14 @@ def iter_packed(
             yield pack_sample(key, encoder.members(key, image, frame_metadata), options.compressed)
 
 
+#: In a worker process: set by the main process when the export stops (Ctrl-C, an error).
+_worker_stop: Any = None
+
+
+class _Stopped(Exception):
+    """A worker dropped its recording because the export is stopping."""
+
+
 def _write_segment(
     plan: RecordingPlan, options: ConvertOptions, path: Path, start_frame: int
 ) -> list[tuple[str, int, int, int]]:
@@ -178,6 +188,8 @@ def _write_segment(
     try:
         with open(path, "wb", buffering=0) as segment:
             for sample in iter_packed(plan, options, start_frame):
+                if _worker_stop is not None and _worker_stop.is_set():
+                    raise _Stopped(plan.label)
                 for chunk in sample.chunks:
                     _write_fully(segment, chunk)
                 rows.append((sample.key, sample.size, sample.raw_size, sample.crc32))
@@ -488,8 +500,11 @@ def _write_via_segments(
 ) -> None:
     workers = min(run.workers, len(todo))
     context = multiprocessing.get_context("spawn") if workers > 1 else None
+    stop = context.Event() if context else None
     pool = (
-        ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init)
+        ProcessPoolExecutor(
+            max_workers=workers, mp_context=context, initializer=_worker_init, initargs=(stop,)
+        )
         if context
         else None
     )
@@ -528,8 +543,8 @@ def _write_via_segments(
                 run.progress(1)
             path.unlink(missing_ok=True)
     except BaseException:
-        if pool is not None:
-            _terminate_workers(pool)
+        if stop is not None:
+            stop.set()  # the workers drop their recordings at the next frame
         raise
     finally:
         if pool is not None:
@@ -538,20 +553,24 @@ def _write_via_segments(
             path.unlink(missing_ok=True)
 
 
-def _worker_init() -> None:
-    """Worker processes leave Ctrl-C to the main process, which stops them."""
+def _worker_init(stop: Any) -> None:
+    """Set up a worker process.
+
+    Ctrl-C is left to the main process, which stops the workers through
+    ``stop`` (terminating them could cut a result message in half and hang the
+    pool). A worker whose main process was killed exits at once.
+    """
+    global _worker_stop
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _worker_stop = stop
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent.sentinel,), daemon=True).start()
 
 
-def _terminate_workers(pool: ProcessPoolExecutor) -> None:
-    """Stop the workers now, without waiting for the recordings they are converting."""
-    terminate = getattr(pool, "terminate_workers", None)
-    if terminate is not None:
-        terminate()
-        return
-    for process in list((getattr(pool, "_processes", None) or {}).values()):
-        if process.is_alive():
-            process.terminate()
+def _exit_with(sentinel: int) -> None:
+    multiprocessing.connection.wait([sentinel])
+    os._exit(1)
 
 
 def _plan_recordings(
