@@ -704,6 +704,9 @@ def _export(config: ExportConfig, plans: list[RecordingPlan] | None) -> ExportRe
             f"{output}: already holds a dataset named {stem!r} ({previous[0].name}, ...); "
             "use --overwrite to replace it or --stem to choose another name"
         )
+    if config.resume and not staging.is_dir():
+        # Checked before planning, so that nothing (not even OUTPUT) is created.
+        raise ConfigError(f"{output}: nothing to resume (no interrupted export found)")
 
     skipped: list[dict] = []
     options = ConvertOptions(
