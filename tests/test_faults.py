@@ -1,0 +1,403 @@
+"""Faults during an export, in real subprocesses: full disk, Ctrl-C, SIGKILL.
+
+A full disk is simulated with ``RLIMIT_FSIZE`` (and SIGXFSZ ignored, so
+``write`` fails with EFBIG). Ctrl-C is a SIGINT to the main process, or to the
+whole process group as a terminal sends it. SIGKILL leaves no chance to clean
+up: what must hold then is that no file under a final shard name is truncated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import random
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from toile.synthetic import MovieSpec, generate_frames
+from toile.writers import write_ome_tiff
+
+SHARD_NAME = re.compile(r"^(?P<stem>.+)-(?P<index>\d{6})\.tar(\.gz)?$")
+JOURNAL = "journal.jsonl"
+
+
+def _frames(n: int, seed: int, side: int = 32) -> np.ndarray:
+    return np.stack(list(generate_frames(MovieSpec(frames=n, height=side, width=side, seed=seed))))
+
+
+def _command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "toile.cli", "export", "frames", *args, "--no-progress"]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONFAULTHANDLER": "1"}
+
+
+def _staging(output: Path, stem: str) -> Path:
+    return output / f".{stem}.staging"
+
+
+def _journal(staging: Path) -> dict[str, dict]:
+    """Completed shards recorded in the journal, by name (a torn last line is ignored)."""
+    path = staging / JOURNAL
+    if not path.exists():
+        return {}
+    records = {}
+    for line in path.read_text().splitlines()[1:]:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            break
+        records[record["name"]] = record
+    return records
+
+
+def _decode_fully(path: Path) -> int:
+    """Read every member of a tar shard; return the member count (raises if truncated)."""
+    data = path.read_bytes()
+    assert len(data) % 512 == 0 and data[-1024:] == bytes(1024), f"{path.name}: no tar end"
+    count = 0
+    with tarfile.open(path) as tar:
+        for member in tar:
+            handle = tar.extractfile(member)
+            assert handle is not None
+            assert len(handle.read()) == member.size
+            count += 1
+    return count
+
+
+def _check_no_truncated_shard(output: Path, stem: str) -> int:
+    """Every file under a final shard name decodes fully and matches the journal's sha256.
+
+    A shard is renamed into place a moment before its journal line is written, so the
+    one shard right after the journal's last may be missing from it; it must still be
+    complete. Returns the number of staged shards recorded in the journal.
+    """
+    staging = _staging(output, stem)
+    journal = _journal(staging)
+    staged = (
+        sorted(p for p in staging.glob("*") if SHARD_NAME.match(p.name)) if staging.exists() else []
+    )
+    for path in staged:
+        _decode_fully(path)
+        record = journal.get(path.name)
+        if record is None:
+            index = int(SHARD_NAME.match(path.name)["index"])
+            assert index == len(journal), f"{path.name} is not in the journal"
+            continue
+        assert path.stat().st_size == record["size"]
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == record["sha256"]
+    for name in journal:
+        assert (staging / name).exists(), f"journal lists {name}, which is gone"
+    top = [p for p in output.glob("*") if SHARD_NAME.match(p.name)]
+    assert not top, f"shards committed by an unfinished export: {top}"
+    assert not list(output.glob("*.manifest.json"))
+    assert not list(output.glob(".*.tmp")), "temporary file outside the staging directory"
+    return len(journal)
+
+
+def _session_processes(sid: int) -> list[int]:
+    """Live (non-zombie) processes of session ``sid``."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[3]) == sid and fields[0] != "Z":
+            pids.append(int(entry.name))
+    return pids
+
+
+def _kill_session(sid: int) -> None:
+    for pid in _session_processes(sid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _wait_for(predicate: Callable[[], bool], timeout: float, poll: float = 0.005) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(poll)
+    return predicate()
+
+
+def _journal_lines(staging: Path) -> int:
+    try:
+        return len((staging / JOURNAL).read_bytes().splitlines()) - 1
+    except OSError:
+        return 0
+
+
+# --------------------------------------------------------------------------------------
+# Full disk
+
+
+def _file_size_limit(limit: int) -> Callable[[], None]:
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+@pytest.fixture(scope="module")
+def small_inputs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    root = tmp_path_factory.mktemp("small")
+    paths = []
+    for index in range(3):
+        path = root / f"rec{index}.ome.tif"
+        write_ome_tiff(path, _frames(12, seed=index))
+        paths.append(path)
+    return paths
+
+
+def _run_limited(args: list[str], limit: int, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        _command(*args),
+        preexec_fn=_file_size_limit(limit),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+        env=_env(),
+    )
+
+
+def _error_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("Error: "), stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("on_error", ["fail", "skip"])
+def test_disk_full_while_writing_shards(on_error, small_inputs, tmp_path):
+    """No room for one shard: a clear error, nothing left, not taken for a bad recording."""
+    output = tmp_path / "out"
+    args = [*map(str, small_inputs), str(output), "--shard-size", "40000", "--on-error", on_error]
+    result = _run_limited(args, 16_000, tmp_path)
+    assert result.returncode == 1, result.stderr
+    line = _error_line(result.stderr)
+    assert "File too large" in line or "write failed" in line, line
+    assert "Traceback" not in result.stderr
+    assert sorted(p.name for p in output.rglob("*")) == [] if output.exists() else True
+
+
+def _snapshot(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in directory.rglob("*") if p.is_file()}
+
+
+def test_disk_full_at_the_manifest_keeps_the_old_dataset(small_inputs, tmp_path):
+    """Shards fit but the manifest does not: the earlier dataset stays exactly as it was."""
+    output = tmp_path / "dataset"
+    common = ["--shard-size", "6000", "--stem", "ds", "--workers", "1"]
+    first = subprocess.run(
+        _command(str(small_inputs[0]), str(output), *common),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_env(),
+    )
+    assert first.returncode == 0, first.stderr
+    before = _snapshot(output)
+    largest_shard = max(len(data) for name, data in before.items() if name.endswith(".tar"))
+
+    # The full export's manifest, measured in a scratch directory.
+    scratch = tmp_path / "scratch"
+    full = subprocess.run(
+        _command(*map(str, small_inputs), str(scratch), *common),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_env(),
+    )
+    assert full.returncode == 0, full.stderr
+    manifest_size = (scratch / "ds.manifest.json").stat().st_size
+    journal_size = (
+        sum(
+            len(json.dumps(s)) + 40
+            for s in json.loads((scratch / "ds.manifest.json").read_text())["shards"]
+        )
+        + 200
+    )
+    limit = manifest_size - 1
+    assert max(largest_shard, journal_size) < limit, "test data do not separate the sizes"
+
+    args = [*map(str, small_inputs), str(output), *common, "--overwrite"]
+    result = _run_limited(args, limit, tmp_path)
+    assert result.returncode == 1, result.stderr
+    line = _error_line(result.stderr)
+    assert "ds.manifest.json" in line and "File too large" in line, line
+    assert _snapshot(output) == before
+    assert sorted(p.name for p in output.iterdir()) == sorted(before)
+
+
+# --------------------------------------------------------------------------------------
+# Ctrl-C
+
+
+@pytest.fixture(scope="module")
+def large_inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Enough pixels that the export runs its worker processes and takes several seconds."""
+    from toile import export
+
+    recordings = 12
+    frame_bytes = 64 * 64 * 2
+    threshold = getattr(export, "PARALLEL_MIN_BYTES", 0)
+    frames = max(600, -(-threshold // (recordings * frame_bytes)) + 16)
+    root = tmp_path_factory.mktemp("large")
+    base = _frames(32, seed=4, side=64)
+    movie = np.tile(base, (-(-frames // len(base)), 1, 1))[:frames]
+    tifffile.imwrite(root / "rec00.tif", movie, photometric="minisblack")
+    for index in range(1, recordings):
+        shutil.copyfile(root / "rec00.tif", root / f"rec{index:02d}.tif")
+    return root
+
+
+@pytest.mark.parametrize("target", ["main-process", "process-group"])
+def test_ctrl_c_stops_promptly_with_workers(target, large_inputs, tmp_path):
+    output = tmp_path / "out"
+    staging = _staging(output, "ds")
+    process = subprocess.Popen(
+        _command(str(large_inputs), str(output), "--workers", "2", "--shard-size", "400000")
+        + ["--stem", "ds"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env=_env(),
+    )
+    try:
+        seen: set[int] = set()
+
+        def started() -> bool:
+            seen.update(_session_processes(process.pid))
+            return _journal_lines(staging) >= 2
+
+        assert _wait_for(started, 40, poll=0.02), "the export wrote no shard"
+        assert len(seen) >= 3, f"expected worker processes, saw {len(seen)} process(es)"
+        assert process.poll() is None, "the export finished before it could be interrupted"
+        sent = time.monotonic()
+        if target == "main-process":
+            os.kill(process.pid, signal.SIGINT)
+        else:
+            os.killpg(process.pid, signal.SIGINT)
+        try:
+            _, stderr = process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGABRT)  # faulthandler prints every thread's stack
+            pytest.fail(f"the export did not stop:\n{process.communicate()[1][-8000:]}")
+        elapsed = time.monotonic() - sent
+        assert _wait_for(lambda: not _session_processes(process.pid), 3, poll=0.05), (
+            "worker processes outlived the export"
+        )
+    finally:
+        _kill_session(process.pid)
+        process.kill()
+        process.wait()
+
+    assert elapsed < 4, f"took {elapsed:.1f} s to stop"
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr, stderr
+    assert re.search(r"interrupted after \d+ complete shard", stderr), stderr
+    assert "--resume" in stderr
+    completed = int(re.search(r"after (\d+) complete", stderr).group(1))
+    assert not list(output.rglob("*.tmp")), list(output.rglob("*.tmp"))
+    assert not list(output.rglob("segment-*")), list(output.rglob("segment-*"))
+    assert _check_no_truncated_shard(output, "ds") == completed >= 2
+
+
+# --------------------------------------------------------------------------------------
+# SIGKILL
+
+
+@pytest.fixture(scope="module")
+def medium_inputs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    root = tmp_path_factory.mktemp("medium")
+    paths = []
+    for index in range(3):
+        path = root / f"rec{index}.ome.tif"
+        write_ome_tiff(path, _frames(120, seed=index, side=64))
+        paths.append(path)
+    return paths
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_sigkill_never_leaves_a_truncated_shard(seed, medium_inputs, tmp_path):
+    rng = random.Random(seed)
+    output = tmp_path / "out"
+    staging = _staging(output, "ds")
+    after_shards = rng.randint(0, 25)
+    delay = rng.uniform(0, 0.02)
+    process = subprocess.Popen(
+        _command(*map(str, medium_inputs), str(output), "--shard-size", "50000", "--stem", "ds"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        env=_env(),
+    )
+    try:
+        assert _wait_for(
+            lambda: staging.exists() and _journal_lines(staging) >= after_shards, 30, poll=0.002
+        )
+        time.sleep(delay)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+    finally:
+        _kill_session(process.pid)
+        process.kill()
+        process.wait()
+    assert process.returncode == -signal.SIGKILL, "the export finished before the kill"
+    _check_no_truncated_shard(output, "ds")
+
+
+def test_sigkill_of_the_main_process_ends_its_workers(large_inputs, tmp_path):
+    """``kill -9`` of the main process: the workers notice and exit; staged shards are whole."""
+    output = tmp_path / "out"
+    staging = _staging(output, "ds")
+    process = subprocess.Popen(
+        _command(str(large_inputs), str(output), "--workers", "2", "--shard-size", "400000")
+        + ["--stem", "ds"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env=_env(),
+    )
+    try:
+        seen: set[int] = set()
+
+        def started() -> bool:
+            seen.update(_session_processes(process.pid))
+            return _journal_lines(staging) >= 1
+
+        assert _wait_for(started, 40, poll=0.02), "the export wrote no shard"
+        assert len(seen) >= 3, f"expected worker processes, saw {len(seen)} process(es)"
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+        assert _wait_for(lambda: not _session_processes(process.pid), 5, poll=0.05), (
+            "worker processes outlived their killed main process"
+        )
+    finally:
+        _kill_session(process.pid)
+    assert process.returncode == -signal.SIGKILL
+    assert _check_no_truncated_shard(output, "ds") >= 1
