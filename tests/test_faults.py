@@ -342,7 +342,7 @@ def medium_inputs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     return paths
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("seed", [2, 5, 7])
 def test_sigkill_never_leaves_a_truncated_shard(seed, medium_inputs, tmp_path):
     rng = random.Random(seed)
     output = tmp_path / "out"

@@ -55,15 +55,29 @@ def _snapshot(directory: Path) -> dict[str, bytes]:
     }
 
 
+#: Option sets the SIGKILL-and-resume test runs with (besides OPTIONS).
+VARIANTS = {
+    "plain": [],
+    "compressed-uint8": ["--compressed", "--uint8"],
+}
+
+
 @pytest.fixture(scope="module")
-def reference(inputs, tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
-    """The dataset of an export that was never interrupted."""
-    output = tmp_path_factory.mktemp("reference") / "out"
-    result = _export(*inputs, str(output), *OPTIONS)
-    assert result.exit_code == 0, result.output
-    snapshot = _snapshot(output)
-    assert sum(name.endswith(".tar") for name in snapshot) >= 20
-    return snapshot
+def references(inputs, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, bytes]]:
+    """The datasets of exports that were never interrupted, by variant."""
+    snapshots = {}
+    for variant, extra in VARIANTS.items():
+        output = tmp_path_factory.mktemp("reference") / "out"
+        result = _export(*inputs, str(output), *OPTIONS, *extra)
+        assert result.exit_code == 0, result.output
+        snapshots[variant] = _snapshot(output)
+        assert sum(".tar" in name for name in snapshots[variant]) >= 10
+    return snapshots
+
+
+@pytest.fixture(scope="module")
+def reference(references) -> dict[str, bytes]:
+    return references["plain"]
 
 
 def _staging(output: Path) -> Path:
@@ -71,10 +85,11 @@ def _staging(output: Path) -> Path:
 
 
 def _journal_count(output: Path) -> int:
+    """Complete shards in the journal; -1 before the export has started writing."""
     try:
         return len((_staging(output) / "journal.jsonl").read_bytes().splitlines()) - 1
     except OSError:
-        return 0
+        return -1
 
 
 def _journal(output: Path) -> list[dict]:
@@ -88,10 +103,13 @@ def _journal(output: Path) -> list[dict]:
     return records
 
 
-def _kill_export(inputs: list[str], output: Path, after_shards: int, delay: float) -> None:
+def _kill_export(
+    inputs: list[str], output: Path, after_shards: int, delay: float, extra: tuple[str, ...] = ()
+) -> None:
     """Run the export in a subprocess and SIGKILL it once the journal holds ``after_shards``."""
+    command = [sys.executable, "-m", "toile.cli", "export", "frames", *inputs, str(output)]
     process = subprocess.Popen(
-        [sys.executable, "-m", "toile.cli", "export", "frames", *inputs, str(output), *OPTIONS],
+        [*command, *OPTIONS, *extra],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -117,19 +135,24 @@ def _resume(inputs: list[str], output: Path, *extra: str) -> Result:
     return _export(*inputs, str(output), *OPTIONS, *extra, "--resume")
 
 
-@pytest.mark.parametrize("seed", [11, 12, 13])
-def test_resume_after_sigkill_is_byte_identical(seed, inputs, reference, tmp_path):
+@pytest.mark.parametrize(
+    "seed, variant",
+    [(2, "plain"), (7, "plain"), (6, "plain"), (13, "compressed-uint8")],
+)
+def test_resume_after_sigkill_is_byte_identical(seed, variant, inputs, references, tmp_path):
     rng = random.Random(seed)
     output = tmp_path / "out"
-    _kill_export(inputs, output, after_shards=rng.randint(0, 20), delay=rng.uniform(0, 0.02))
+    extra = tuple(VARIANTS[variant])
+    after = rng.randint(0, 12)
+    _kill_export(inputs, output, after_shards=after, delay=rng.uniform(0, 0.02), extra=extra)
     kept = {
         record["name"]: (_staging(output) / record["name"]).stat().st_ino
         for record in _journal(output)
     }
 
-    result = _resume(inputs, output)
+    result = _resume(inputs, output, *extra)
     assert result.exit_code == 0, result.output
-    assert _snapshot(output) == reference
+    assert _snapshot(output) == references[variant]
     assert not _staging(output).exists()
     # Complete shards were kept as they were (the same files), not written again.
     for name, inode in kept.items():
