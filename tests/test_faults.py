@@ -27,7 +27,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from click.testing import CliRunner
 
+from toile.cli import main
 from toile.synthetic import MovieSpec, generate_frames
 from toile.writers import write_ome_tiff
 
@@ -200,7 +202,8 @@ def test_disk_full_while_writing_shards(on_error, small_inputs, tmp_path):
     line = _error_line(result.stderr)
     assert "File too large" in line or "write failed" in line, line
     assert "Traceback" not in result.stderr
-    assert sorted(p.name for p in output.rglob("*")) == [] if output.exists() else True
+    left = sorted(p.name for p in output.rglob("*")) if output.exists() else []
+    assert left == [], f"left behind after a failed export: {left}"
 
 
 def _snapshot(directory: Path) -> dict[str, bytes]:
@@ -210,36 +213,20 @@ def _snapshot(directory: Path) -> dict[str, bytes]:
 def test_disk_full_at_the_manifest_keeps_the_old_dataset(small_inputs, tmp_path):
     """Shards fit but the manifest does not: the earlier dataset stays exactly as it was."""
     output = tmp_path / "dataset"
-    common = ["--shard-size", "6000", "--stem", "ds", "--workers", "1"]
-    first = subprocess.run(
-        _command(str(small_inputs[0]), str(output), *common),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=_env(),
-    )
-    assert first.returncode == 0, first.stderr
+    common = ["--shard-size", "6000", "--stem", "ds", "--workers", "1", "--no-progress"]
+    runner = CliRunner()
+    first = runner.invoke(main, ["export", "frames", str(small_inputs[0]), str(output), *common])
+    assert first.exit_code == 0, first.output
     before = _snapshot(output)
     largest_shard = max(len(data) for name, data in before.items() if name.endswith(".tar"))
 
-    # The full export's manifest, measured in a scratch directory.
+    # The full export's manifest and journal sizes, measured in a scratch directory.
     scratch = tmp_path / "scratch"
-    full = subprocess.run(
-        _command(*map(str, small_inputs), str(scratch), *common),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=_env(),
-    )
-    assert full.returncode == 0, full.stderr
+    full = runner.invoke(main, ["export", "frames", *map(str, small_inputs), str(scratch), *common])
+    assert full.exit_code == 0, full.output
     manifest_size = (scratch / "ds.manifest.json").stat().st_size
-    journal_size = (
-        sum(
-            len(json.dumps(s)) + 40
-            for s in json.loads((scratch / "ds.manifest.json").read_text())["shards"]
-        )
-        + 200
-    )
+    shards = json.loads((scratch / "ds.manifest.json").read_text())["shards"]
+    journal_size = 200 + sum(len(json.dumps(shard)) + 40 for shard in shards)
     limit = manifest_size - 1
     assert max(largest_shard, journal_size) < limit, "test data do not separate the sizes"
 
