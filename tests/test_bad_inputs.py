@@ -309,12 +309,12 @@ def test_output_directory_not_writable(good_input, tmp_path):
     "text, kind", [("- a.tif\n- b.tif\n", "list"), ("just a string\n", "str"), ("42\n", "int")]
 )
 def test_yaml_config_that_is_not_a_mapping(text, kind, good_input, tmp_path):
-    """A config file of the wrong shape is a usage error (exit 2, as for any bad config value)."""
+    """A config file of the wrong shape is a bad input: exit 1, one line naming the file."""
     config = tmp_path / "config.yaml"
     config.write_text(text)
     output = tmp_path / "out"
     result = CliRunner().invoke(main, ["export", "frames", str(config), str(output)])
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == 1, result.output
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1, result.stderr
     assert "config.yaml" in errors[0] and "mapping" in errors[0].lower()

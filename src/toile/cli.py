@@ -39,13 +39,15 @@ def _setup_logging(verbose: bool) -> None:
 
 def _run(action: Callable[[], Any]) -> Any:
     """Run a library call, turning toile's errors into one-line CLI errors."""
-    from toile.errors import ConfigError, ToileError
+    from toile.errors import ConfigError, ConfigFileError, ToileError
 
     try:
         return action()
     except KeyboardInterrupt:
         click.echo("toile: interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
+    except ConfigFileError as error:
+        raise click.ClickException(str(error)) from None
     except ConfigError as error:
         raise click.UsageError(str(error)) from None
     except ToileError as error:

@@ -11,7 +11,7 @@ from typing import Literal
 
 import yaml
 
-from toile.errors import ConfigError
+from toile.errors import ConfigError, ConfigFileError
 from toile.filenames import TRANSFORMS, compile_spec
 
 #: Default maximum shard size in bytes (850 MB).
@@ -385,7 +385,15 @@ def load_config_file(path: Path) -> dict:
     directory, against which relative inputs resolve. Every problem is one
     ConfigError line naming the file and the key or line.
     """
-    path = Path(path)
+    try:
+        return _load_config_file(Path(path))
+    except ConfigFileError:
+        raise
+    except ConfigError as error:
+        raise ConfigFileError(str(error)) from None
+
+
+def _load_config_file(path: Path) -> dict:
     config = _ConfigFile(path)
     values: dict = {}
     given_by: dict[str, str] = {}

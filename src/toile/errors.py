@@ -23,7 +23,11 @@ class InputError(ToileError):
 
 
 class ConfigError(ToileError):
-    """The options or the YAML config file are inconsistent or invalid."""
+    """The options are inconsistent or invalid (a usage error: exit code 2)."""
+
+
+class ConfigFileError(ConfigError):
+    """A YAML config file is unreadable or invalid (a bad input: exit code 1)."""
 
 
 class OutputError(ToileError):
