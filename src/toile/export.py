@@ -86,6 +86,19 @@ class RecordingPlan:
     frame_shape: tuple[int, ...] = ()
     dtype: str = ""
     metadata: dict = field(default_factory=dict)
+    #: The reader the planning pass opened, kept for the first recording so that
+    #: a single-recording export parses its file once. Never sent to workers.
+    opened: Any = field(default=None, repr=False, compare=False)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["opened"] = None
+        return state
+
+    def close(self) -> None:
+        if self.opened is not None:
+            self.opened.close()
+            self.opened = None
 
 
 class _SyntheticRecording:
@@ -121,6 +134,9 @@ class _SyntheticRecording:
 
 
 def _open(plan: RecordingPlan, channel: str | int | None) -> Any:
+    if plan.opened is not None:
+        recording, plan.opened = plan.opened, None
+        return recording
     if plan.synthetic is not None:
         return _SyntheticRecording(plan.synthetic)
     from toile.reader import open_recording
@@ -601,17 +617,21 @@ def _plan_recordings(
                         f"{config.filename_spec.template!r}",  # type: ignore[union-attr]
                     )
                 fields.update(parsed)
-            with open_recording(source, channel=config.channel) as recording:
-                plan = RecordingPlan(
-                    recording_index=len(plans),
-                    label=label,
-                    source=source,
-                    fields=fields,
-                    n_frames=recording.n_frames,
-                    frame_shape=tuple(recording.frame_shape),
-                    dtype=np.dtype(recording.dtype).name,
-                    metadata=dict(recording.metadata),
-                )
+            recording = open_recording(source, channel=config.channel)
+            plan = RecordingPlan(
+                recording_index=len(plans),
+                label=label,
+                source=source,
+                fields=fields,
+                n_frames=recording.n_frames,
+                frame_shape=tuple(recording.frame_shape),
+                dtype=np.dtype(recording.dtype).name,
+                metadata=dict(recording.metadata),
+            )
+            if plans:
+                recording.close()
+            else:
+                plan.opened = recording
         except ToileError as error:
             if on_error != "skip":
                 raise
@@ -722,6 +742,23 @@ def _export(config: ExportConfig, plans: list[RecordingPlan] | None) -> ExportRe
         parse_uint8_range(config.uint8_range)
     if plans is None:
         plans = _plan_recordings(config, config.on_error, skipped)
+    try:
+        return _export_planned(config, plans, options, skipped, started)
+    finally:
+        for plan in plans:
+            plan.close()
+
+
+def _export_planned(
+    config: ExportConfig,
+    plans: list[RecordingPlan],
+    options: ConvertOptions,
+    skipped: list[dict],
+    started: float,
+) -> ExportResult:
+    output = config.output
+    stem = config.stem
+    staging = staging_dir(output, stem)
     if not plans:
         raise InputError(
             ", ".join(config.inputs), "no recording could be read" if skipped else "no recordings"
