@@ -239,19 +239,34 @@ def test_bad_document_is_a_clear_error(tmp_path: Path, caplog: pytest.LogCapture
     assert any("bad.ome.tif" in r.getMessage() for r in caplog.records)
 
 
-def test_malformed_ome_xml_is_read_as_plain_tiff(
+def test_malformed_ome_xml_is_a_clear_error(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    path = tmp_path / "broken.ome.tif"
-    frames = _frames(3, (8, 9))
-    with tifffile.TiffWriter(path) as writer:
-        for i, frame in enumerate(frames):
-            writer.write(frame, metadata=None, description="<OME><Image></OME>" if i == 0 else None)
+    path = write_ome_tiff(tmp_path / "broken.ome.tif", _frames(4, (8, 9)))
+    with tifffile.TiffFile(path) as tif:
+        xml = tif.ome_metadata
+    tifffile.tiffcomment(path, comment=xml[: len(xml) // 2].encode())
     with caplog.at_level(logging.WARNING, logger="toile.ome"):
-        data, _, meta = _read_all(_source(path))
-    assert np.array_equal(data, frames)
-    assert meta["format"] == "tiff"
-    assert any("broken.ome.tif" in r.getMessage() for r in caplog.records)
+        with pytest.raises(InputError, match="broken.ome.tif: malformed OME-XML"):
+            open_recording(_source(path))
+        with pytest.raises(InputError, match="broken.ome.tif: malformed OME-XML"):
+            count_series(path)
+    assert not caplog.records  # one clear error, no warnings besides
+
+
+def test_ome_page_of_another_shape(tmp_path: Path) -> None:
+    frames = _frames(4, (32, 32))
+    path = write_ome_tiff(tmp_path / "rows.ome.tif", frames)
+    with tifffile.TiffFile(path) as tif:
+        xml = tif.ome_metadata
+    with tifffile.TiffWriter(path) as writer:
+        for index, frame in enumerate(frames):
+            page = frame[:16] if index == 2 else frame
+            writer.write(page, description=xml.encode() if index == 0 else None, metadata=None)
+    with open_recording(_source(path)) as reader:
+        assert np.array_equal(reader.read_frame(1), frames[1])
+        with pytest.raises(InputError, match=r"rows.ome.tif: frame of shape \(16, 32\)"):
+            reader.read_frame(2)
 
 
 def test_ome_size_contradicts_pages(tmp_path: Path) -> None:

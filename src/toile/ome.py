@@ -203,19 +203,29 @@ class _Fields:
             return None
 
 
-def read_ome(xml: str, source: str) -> OmeDocument | None:
-    """Parse an OME-XML document; None (with a warning naming ``source``) if it is not one."""
+class OmeXmlError(ValueError):
+    """The document is not OME-XML at all (raised by ``read_ome(..., strict=True)``)."""
+
+
+def read_ome(xml: str, source: str, *, strict: bool = False) -> OmeDocument | None:
+    """Parse an OME-XML document.
+
+    If it is malformed or not OME, warn (naming ``source``) and return None, or
+    with ``strict`` raise :class:`OmeXmlError` for the caller to report.
+    Bad values inside a well-formed document are always warnings.
+    """
+    problem = None
     try:
         root = ElementTree.fromstring(xml)
     except ElementTree.ParseError as exc:
-        logger.warning("%s: OME-XML is malformed (%s); OME metadata ignored", source, exc)
-        return None
-    if _local(root.tag) != "OME":
-        logger.warning(
-            "%s: OME-XML root element is <%s>, not <OME>; OME metadata ignored",
-            source,
-            _local(root.tag),
-        )
+        problem = f"OME-XML is malformed ({exc})"
+    else:
+        if _local(root.tag) != "OME":
+            problem = f"OME-XML root element is <{_local(root.tag)}>, not <OME>"
+    if problem is not None:
+        if strict:
+            raise OmeXmlError(problem)
+        logger.warning("%s: %s; OME metadata ignored", source, problem)
         return None
     fields = _Fields(source)
     doc = OmeDocument(uuid=fields.uuid(root.attrib.get("UUID"), "UUID"))

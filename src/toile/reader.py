@@ -12,7 +12,8 @@ Three kinds of input are read:
   T-Series, where the first file holds the OME-XML of all files and the others
   a ``BinaryOnly`` pointer to it). Planes are located from the OME-XML
   ``TiffData`` elements (:func:`toile.ome.plane_map`), files are opened only
-  when one of their planes is read.
+  when one of their planes is read. A file whose OME-XML does not parse is an
+  error: its pages cannot be mapped to channels, z and t.
 * ImageJ hyperstacks and other TIFF files without OME-XML, through the series
   tifffile finds in them, with whatever metadata the file holds.
 
@@ -147,7 +148,7 @@ def _first_description(tif: tifffile.TiffFile) -> str | None:
         description = tif.pages.first.description
     except Exception:
         return None
-    if description and description.lstrip().startswith("<") and "OME" in description[:4096]:
+    if description and description.lstrip().startswith("<") and "<OME" in description[:8192]:
         return description
     return None
 
@@ -157,9 +158,14 @@ def _ome_document(tif: tifffile.TiffFile, path: Path) -> tuple[Path, ome.OmeDocu
     xml = _first_description(tif)
     if xml is None:
         return None
-    doc = ome.read_ome(xml, str(path))
-    if doc is None:
-        return None
+    try:
+        doc = ome.read_ome(xml, str(path), strict=True)
+    except ome.OmeXmlError as exc:
+        # reading the pages without their OME layout would mix up channels, z and t
+        raise InputError(
+            path, f"malformed OME-XML in the ImageDescription, pages cannot be mapped: {exc}"
+        ) from exc
+    assert doc is not None
     if doc.binary_only is None:
         return (path, doc) if doc.images else None
     name = doc.binary_only.metadata_file
@@ -170,7 +176,12 @@ def _ome_document(tif: tifffile.TiffFile, path: Path) -> tuple[Path, ome.OmeDocu
         raise InputError(path, "BinaryOnly OME-TIFF that names itself as its metadata file")
     with _open_tiff(master) as master_tif:
         master_xml = _first_description(master_tif)
-    master_doc = None if master_xml is None else ome.read_ome(master_xml, str(master))
+    try:
+        master_doc = (
+            None if master_xml is None else ome.read_ome(master_xml, str(master), strict=True)
+        )
+    except ome.OmeXmlError as exc:
+        raise InputError(master, f"malformed OME-XML in the ImageDescription: {exc}") from exc
     if master_doc is None or master_doc.binary_only is not None or not master_doc.images:
         raise InputError(path, f"its OME metadata file {name} holds no OME-XML images")
     return master, master_doc
@@ -194,6 +205,56 @@ def count_series(path: Path) -> int:
 def open_recording(source: RecordingSource, channel: str | int | None = None) -> RecordingReader:
     """Open the recording ``source`` (cheap: reads metadata, no pixels)."""
     return RecordingReader(source, channel)
+
+
+def _read_tags(tif: tifffile.TiffFile, offset: int, codes: tuple[int, ...]) -> dict:
+    """Values of the tags ``codes`` of the IFD at ``offset``, read straight from the file."""
+    fmt = tif.tiff
+    fh = tif.filehandle
+    fh.seek(offset)
+    count = struct.unpack(fmt.tagnoformat, fh.read(fmt.tagnosize))[0]
+    data = fh.read(count * fmt.tagsize)
+    out = {}
+    for i in range(len(data) // fmt.tagsize):
+        code, dtype = struct.unpack_from(fmt.tagformat1, data, i * fmt.tagsize)
+        if code not in codes:
+            continue
+        n, value = struct.unpack_from(fmt.tagformat2, data, i * fmt.tagsize + 4)
+        item = tifffile.TIFF.DATA_FORMATS.get(dtype)
+        if item is None or item[-1] not in "BHIQbhiq":
+            continue
+        nbytes = n * struct.calcsize(item)
+        if nbytes > fmt.tagoffsetthreshold:
+            fh.seek(struct.unpack(fmt.offsetformat, value[: fmt.offsetsize])[0])
+            value = fh.read(nbytes)
+        if len(value) >= nbytes:
+            out[code] = struct.unpack_from(f"{fmt.byteorder}{n * int(item[:-1])}{item[-1]}", value)
+    return out
+
+
+def _is_raw(kf: Any) -> bool:
+    """Pages like ``kf`` store their samples as is: readable straight into an array."""
+    return (
+        kf.compression == 1
+        and kf.fillorder == 1
+        and kf.predictor == 1
+        and not kf.is_tiled
+        and not kf.is_subsampled
+        and kf.sampleformat != 5
+        and kf.dtype is not None
+        and kf.bitspersample == kf.dtype.itemsize * 8
+    )
+
+
+def _contiguous(offsets: tuple[int, ...], counts: tuple[int, ...]) -> bool:
+    """The strips at ``offsets`` follow each other in the file."""
+    if not offsets or len(offsets) != len(counts):
+        return False
+    if len(offsets) == 1:
+        return True
+    start = np.asarray(offsets, dtype=np.int64)
+    size = np.asarray(counts, dtype=np.int64)
+    return bool(np.all(start[1:] == start[:-1] + size[:-1]))
 
 
 def _pixel_type_problem(page: Any) -> str | None:
@@ -233,6 +294,22 @@ class RecordingReader:
         self._uuids_multifile = False
         try:
             self._open(channel)
+        except (
+            tifffile.TiffFileError,
+            OSError,
+            ValueError,
+            KeyError,
+            IndexError,
+            struct.error,
+            RuntimeError,
+            TypeError,
+            ZeroDivisionError,
+            OverflowError,
+            MemoryError,
+        ) as exc:
+            # a corrupt file can make tifffile fail in many ways
+            self.close()
+            raise InputError(source.path, f"cannot read TIFF ({exc})") from exc
         except BaseException:
             self.close()
             raise
@@ -396,7 +473,7 @@ class RecordingReader:
 
     def _open_series(self, tif: tifffile.TiffFile, path: Path) -> None:
         try:
-            all_series = tif.series
+            all_series = list(tif.series)  # tifffile evaluates series lazily
         except Exception as exc:
             raise InputError(path, f"corrupt TIFF ({exc})") from exc
         if not all_series:
@@ -407,7 +484,10 @@ class RecordingReader:
         else:
             shapes = ", ".join(str(s.keyframe.shape) for s in all_series[:4])
             raise InputError(path, f"frames of different shapes in one stack: {shapes}")
-        pages = list(series.pages)
+        try:
+            pages = list(series.pages)
+        except Exception as exc:
+            raise InputError(path, f"corrupt TIFF ({exc})") from exc
         if not pages or any(p is None for p in pages):
             present = sum(p is not None for p in pages)
             raise InputError(
@@ -506,6 +586,17 @@ class RecordingReader:
         self._width = shape[axes.index("X")]
         self._samples = shape[axes.index("S")] if "S" in axes else 1
         self._dtype = np.dtype(kf.dtype).newbyteorder("=")
+        plane_bytes = self._height * self._width * self._samples * self._dtype.itemsize
+        try:
+            raw = _is_raw(kf)
+        except Exception as exc:  # tifffile chokes on some corrupt tag values
+            raise InputError(file, f"corrupt TIFF ({exc})") from exc
+        if raw and plane_bytes > page.parent.filehandle.size:
+            raise InputError(
+                file,
+                f"corrupt TIFF: an image of {self._width}x{self._height} {self._dtype} "
+                f"is larger than the file",
+            )
 
     def _check_data_end(
         self, tif: tifffile.TiffFile, path: Path, ifd: int | None, page: Any = None
@@ -607,9 +698,23 @@ class RecordingReader:
             raise InputError(plane.file, f"cannot read page {plane.ifd} ({exc})") from exc
 
     def _read_page(self, page: Any, plane: _Plane, out: np.ndarray, sample: int | None) -> None:
-        if plane.page is None and not isinstance(page, tifffile.TiffFrame):
+        expected = (self._height, self._width)
+        counts = page.databytecounts
+        if isinstance(page, tifffile.TiffFrame):
+            if page.offset:
+                # a TiffFrame takes its shape (and, if contiguous, its byte counts) from the
+                # keyframe: read the frame's own ImageLength and StripByteCounts
+                tags = _read_tags(page.parent, page.offset, (257, 279, 325))
+                length = tags.get(257, (self._height,))[0]
+                if length != self._height:
+                    raise InputError(
+                        plane.file,
+                        f"frame of shape {(length, self._width)} (page {plane.ifd}) differs "
+                        f"from the series shape {expected}",
+                    )
+                counts = tags.get(279) or tags.get(325) or counts
+        else:
             # a page parsed from its own IFD: check it matches the series
-            expected = (self._height, self._width)
             got = (page.imagelength, page.imagewidth)
             if got != expected or page.samplesperpixel != self._samples:
                 raise InputError(
@@ -625,16 +730,17 @@ class RecordingReader:
                     plane.file,
                     f"page {plane.ifd} has pixel type {page.dtype}, the series {self._dtype}",
                 )
-        if self._samples == 1 and page.is_final:
+        offsets = page.dataoffsets
+        if self._samples == 1 and _is_raw(page.keyframe) and _contiguous(offsets, counts):
             nbytes = out.nbytes
-            if sum(page.databytecounts) < nbytes:
+            if sum(counts) < nbytes:
                 raise InputError(
                     plane.file,
-                    f"page {plane.ifd} holds {sum(page.databytecounts)} bytes of pixel data, "
+                    f"page {plane.ifd} holds {sum(counts)} bytes of pixel data, "
                     f"{nbytes} expected (truncated or a different shape)",
                 )
             fh = page.parent.filehandle
-            fh.seek(page.dataoffsets[0])
+            fh.seek(offsets[0])
             got = fh.readinto(out.reshape(-1).view(np.uint8))
             if got != nbytes:
                 raise InputError(
@@ -669,7 +775,12 @@ class RecordingReader:
     def read_frame(self, index: int) -> np.ndarray:
         """Frame ``index`` as a new C-contiguous array of ``frame_shape`` and ``dtype``."""
         t, z = self._check_index(index)
-        out = np.empty(self.frame_shape, dtype=self._dtype)
+        try:
+            out = np.empty(self.frame_shape, dtype=self._dtype)
+        except MemoryError:
+            raise InputError(
+                self._path, f"a frame of {self.frame_shape} {self._dtype} does not fit in memory"
+            ) from None
         planes = out.reshape(len(self._channels), self._height, self._width)
         samples = self._samples
         if samples == 1:
