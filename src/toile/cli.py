@@ -84,32 +84,28 @@ def _given(ctx: click.Context, name: str) -> bool:
     return source is not None and source.name == "COMMANDLINE"
 
 
-@export.command("frames")
-@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
-@click.argument("output", type=click.Path(path_type=Path))
-@click.option("--stem", help="Stem of the shard names (default: the output directory's name).")
-@click.option(
+#: Options of both export commands, defined once.
+_STEM = click.option(
+    "--stem", help="Stem of the shard names (default: the output directory's name)."
+)
+_SHARD_SIZE = click.option(
     "--shard-size",
     type=click.IntRange(min=1),
     help="Maximum size of each shard file in bytes (default 850000000).",
 )
-@click.option(
+_PDS = click.option(
     "--pds", is_flag=True, help="Cap shards at 38000000 bytes (the Bluesky PDS blob limit)."
 )
-@click.option(
+_UINT8 = click.option(
     "--uint8",
     "to_uint8",
     is_flag=True,
     help="Map pixels to uint8, one mapping per recording and channel.",
 )
-@click.option(
-    "--uint8-range",
-    default="max",
-    show_default=True,
-    help="uint8 mapping: max, minmax, or percentile:LOW,HIGH (e.g. percentile:0.1,99.9).",
+_COMPRESSED = click.option(
+    "--compressed", is_flag=True, help="Write gzip-compressed shards (.tar.gz)."
 )
-@click.option("--compressed", is_flag=True, help="Write gzip-compressed shards (.tar.gz).")
-@click.option(
+_FORMAT = click.option(
     "--format",
     "format_",
     type=click.Choice(["npy", "atdata"]),
@@ -117,6 +113,30 @@ def _given(ctx: click.Context, name: str) -> bool:
     show_default=True,
     help="Sample encoding: npy (.npy + .json) or atdata (toile.schema.Frame as msgpack).",
 )
+_OVERWRITE = click.option(
+    "--overwrite", is_flag=True, help="Replace an existing dataset with the same stem."
+)
+_PROGRESS = click.option(
+    "--progress/--no-progress", default=None, help="Show a progress bar (default: on a terminal)."
+)
+_VERBOSE = click.option("-v", "--verbose", is_flag=True, help="Print what was found and done.")
+
+
+@export.command("frames")
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.argument("output", type=click.Path(path_type=Path))
+@_STEM
+@_SHARD_SIZE
+@_PDS
+@_UINT8
+@click.option(
+    "--uint8-range",
+    default="max",
+    show_default=True,
+    help="uint8 mapping: max, minmax, or percentile:LOW,HIGH (e.g. percentile:0.1,99.9).",
+)
+@_COMPRESSED
+@_FORMAT
 @click.option("--channel", help="Export one channel only, by name or index; frames become (H, W).")
 @click.option(
     "--workers", type=click.IntRange(min=1), help="Parallel worker processes (default: CPU count)."
@@ -128,12 +148,10 @@ def _given(ctx: click.Context, name: str) -> bool:
     show_default=True,
     help="On a recording that cannot be read: stop, or skip it and report it.",
 )
-@click.option("--overwrite", is_flag=True, help="Replace an existing dataset with the same stem.")
+@_OVERWRITE
 @click.option("--resume", is_flag=True, help="Continue an interrupted export into the same output.")
-@click.option(
-    "--progress/--no-progress", default=None, help="Show a progress bar (default: on a terminal)."
-)
-@click.option("-v", "--verbose", is_flag=True, help="Print what was found and done.")
+@_PROGRESS
+@_VERBOSE
 @click.pass_context
 def export_frames_command(
     ctx: click.Context, inputs: tuple[str, ...], output: Path, **options: Any
@@ -183,8 +201,8 @@ def _report(result: Any) -> None:
 
 @export.command("test-frames")
 @click.argument("output", type=click.Path(path_type=Path))
-@click.option("--stem", help="Stem of the shard names (default: the output directory's name).")
-@click.option("--compressed", is_flag=True, help="Write gzip-compressed shards (.tar.gz).")
+@_STEM
+@_COMPRESSED
 @click.option(
     "--frames",
     type=click.IntRange(min=1),
@@ -218,6 +236,7 @@ def _report(result: Any) -> None:
     type=click.Choice(["uint16", "uint8", "float32"]),
     default="uint16",
     show_default=True,
+    help="Pixel type.",
 )
 @click.option(
     "--recordings",
@@ -233,24 +252,13 @@ def _report(result: Any) -> None:
     show_default=True,
     help="Random seed; the same seed gives the same bytes.",
 )
-@click.option(
-    "--shard-size", type=click.IntRange(min=1), help="Maximum size of each shard file in bytes."
-)
-@click.option("--pds", is_flag=True, help="Cap shards at 38000000 bytes.")
-@click.option("--uint8", "to_uint8", is_flag=True, help="Map pixels to uint8 per recording.")
-@click.option(
-    "--format",
-    "format_",
-    type=click.Choice(["npy", "atdata"]),
-    default="npy",
-    show_default=True,
-    help="Sample encoding.",
-)
-@click.option("--overwrite", is_flag=True, help="Replace an existing dataset with the same stem.")
-@click.option(
-    "--progress/--no-progress", default=None, help="Show a progress bar (default: on a terminal)."
-)
-@click.option("-v", "--verbose", is_flag=True, help="Print what was done.")
+@_SHARD_SIZE
+@_PDS
+@_UINT8
+@_FORMAT
+@_OVERWRITE
+@_PROGRESS
+@_VERBOSE
 def export_test_frames_command(output: Path, **options: Any) -> None:
     """Write a synthetic astrocyte calcium-imaging dataset, for trying toile without data.
 
