@@ -127,3 +127,31 @@ def test_console_script_end_to_end(tmp_path):
     assert run.returncode == 0, run.stderr
     assert "12 frame(s)" in run.stderr
     assert len(_samples(out)) == 12
+
+
+def test_test_recording_layouts_export_as_real_recordings(tmp_path):
+    runner = CliRunner()
+    small = ["--frames", "4", "--height", "16", "--width", "24"]
+    cases = [
+        ("ome-tiff", tmp_path / "rec.ome.tif", ["--channels", "2"], (2, 16, 24)),
+        ("prairie-view", tmp_path / "TSeries-01", ["--channels", "2"], (2, 16, 24)),
+        ("imagej", tmp_path / "stack.tif", [], (16, 24)),
+    ]
+    for layout, path, extra, shape in cases:
+        result = runner.invoke(
+            main, ["export", "test-recording", str(path), "--layout", layout, *small, *extra]
+        )
+        assert result.exit_code == 0, result.output
+        out = tmp_path / f"out-{layout}"
+        result = runner.invoke(main, ["export", "frames", str(path), str(out), "--no-progress"])
+        assert result.exit_code == 0, result.output
+        samples = _samples(out)
+        assert len(samples) == 4
+        assert samples[0]["npy"].shape == shape
+        assert samples[0]["json"]["format"] == layout
+
+
+def test_test_recording_file_layout_needs_a_tiff_name(tmp_path):
+    result = CliRunner().invoke(main, ["export", "test-recording", str(tmp_path / "rec")])
+    assert result.exit_code == 2
+    assert ".tif" in result.output

@@ -282,6 +282,63 @@ def export_test_frames_command(output: Path, **options: Any) -> None:
     _report(_run(action))
 
 
+@export.command("test-recording")
+@click.argument("output", type=click.Path(path_type=Path))
+@click.option(
+    "--layout",
+    type=click.Choice(["ome-tiff", "prairie-view", "imagej"]),
+    default="ome-tiff",
+    show_default=True,
+    help="ome-tiff: one multi-page file; prairie-view: a T-Series directory, one file per "
+    "frame and channel; imagej: an ImageJ stack without OME-XML.",
+)
+@click.option("--frames", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--height", type=click.IntRange(min=8), default=256, show_default=True)
+@click.option("--width", type=click.IntRange(min=8), default=256, show_default=True)
+@click.option(
+    "--channels", type=click.IntRange(1, 2), default=1, show_default=True, help="Channels."
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+def export_test_recording_command(output: Path, layout: str, **options: Any) -> None:
+    """Write a synthetic recording as a microscope would, to try `export frames` on.
+
+    OUTPUT is a file for ome-tiff and imagej, a directory for prairie-view.
+    The movie is the same synthetic calcium imaging as `test-frames`.
+
+    \b
+    Examples:
+      toile export test-recording /tmp/rec.ome.tif
+      toile export test-recording /tmp/TSeries-03152024-001 --layout prairie-view --channels 2
+      toile export frames /tmp/TSeries-03152024-001 /tmp/dataset --verbose
+    """
+
+    def action() -> list[Path]:
+        from toile import writers
+        from toile.errors import ConfigError
+        from toile.synthetic import MovieSpec, generate_frames, movie_metadata
+
+        if layout != "prairie-view" and not output.name.lower().endswith((".tif", ".tiff")):
+            raise click.BadParameter(
+                f"{output}: a {layout} recording is a file whose name ends in .tif or .tiff",
+                param_hint="OUTPUT",
+            )
+        spec = MovieSpec(**options)
+        frames = generate_frames(spec)
+        names = [c["name"] for c in movie_metadata(spec)["channels"]]
+        if layout == "ome-tiff":
+            return [writers.write_ome_tiff(output, frames, channels=names)]
+        if layout == "prairie-view":
+            return writers.write_prairie_series(
+                output, frames, n_channels=spec.channels, prefix=output.name
+            )
+        if spec.channels != 1:
+            raise ConfigError("--layout imagej writes one channel: use --channels 1")
+        return [writers.write_imagej_stack(output, frames)]
+
+    files = _run(action)
+    click.echo(f"toile: wrote {len(files)} file(s): {files[0]}", err=True)
+
+
 @main.command("info")
 @click.argument("dataset", type=click.Path(path_type=Path))
 @click.option(
