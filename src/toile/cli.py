@@ -6,7 +6,6 @@ commands so that ``toile --help`` starts quickly.
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -25,16 +24,9 @@ EXIT_INTERRUPTED = 130
 
 
 def _setup_logging(verbose: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("toile: %(levelname)s: %(message)s"))
-    logger = logging.getLogger("toile")
-    logger.handlers[:] = [handler]
-    logger.setLevel(logging.INFO if verbose else logging.WARNING)
-    logger.propagate = False
-    # tifffile logs what it tolerates in damaged files; toile reports what matters itself.
-    tifffile_logger = logging.getLogger("tifffile")
-    tifffile_logger.handlers[:] = [handler] if verbose else [logging.NullHandler()]
-    tifffile_logger.propagate = False
+    from toile.logs import configure_logging
+
+    configure_logging(verbose)
 
 
 def _run(action: Callable[[], Any]) -> Any:

@@ -17,20 +17,19 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 import tifffile
 
+from toile.ome import OME_PIXEL_TYPES
+
 OME_NAMESPACE = "http://www.openmicroscopy.org/Schemas/OME/2016-06"
 _XML_HEADER = '<?xml version="1.0" encoding="UTF-8"?>\n'
 #: Written first and replaced when the page count is known.
 _PLACEHOLDER = "toile: metadata follows"
 
+#: numpy dtype name -> OME PixelType, the inverse of the reader's table, for the pixel
+#: types toile reads (not complex, not 1-bit).
 _OME_TYPES = {
-    "int8": "int8",
-    "int16": "int16",
-    "int32": "int32",
-    "uint8": "uint8",
-    "uint16": "uint16",
-    "uint32": "uint32",
-    "float32": "float",
-    "float64": "double",
+    dtype: ome_type
+    for ome_type, dtype in OME_PIXEL_TYPES.items()
+    if dtype != "bool" and "complex" not in dtype
 }
 
 
