@@ -102,11 +102,14 @@ def test_glob_over_series_files_collapses_to_one_recording(tree, tmp_path):
     assert manifest["totals"]["samples"] == 6
 
 
-def test_workers_two_equal_workers_one_byte_for_byte(tree, tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "extra", [["--uint8"], ["--compressed", "--format", "atdata"]], ids=["uint8", "gz-atdata"]
+)
+def test_workers_two_equal_workers_one_byte_for_byte(tree, tmp_path, monkeypatch, extra):
     # Use worker processes even for this small input.
     monkeypatch.setattr("toile.export.PARALLEL_MIN_BYTES", 0)
     one, two = tmp_path / "one", tmp_path / "two"
-    args = ["--stem", "ds", "--shard-size", "40000"]
+    args = ["--stem", "ds", "--shard-size", "40000", *extra]
     assert _export(str(tree["root"]), str(one), "--workers", "1", *args).exit_code == 0
     assert _export(str(tree["root"]), str(two), "--workers", "2", *args).exit_code == 0
     names = sorted(p.name for p in one.iterdir())
@@ -230,3 +233,14 @@ def test_nothing_matches_is_a_clear_error(tmp_path):
     assert result.exit_code == 1
     assert "nope*.tif" in result.output and "matches no" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_a_files_warning_is_shown_once(tmp_path):
+    stack = tmp_path / "rec.ome.tif"
+    write_ome_tiff(stack, iter(_movie(3, seed=9)), date="yesterday at noon")
+    result = _export(str(stack), str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if "WARNING" in line]
+    assert len(warnings) == 1, result.output
+    assert "rec.ome.tif" in warnings[0] and "date" in warnings[0].lower()
+    assert "date_acquired" not in _read(tmp_path / "out")[0]["json"]

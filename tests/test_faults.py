@@ -266,8 +266,9 @@ def test_ctrl_c_stops_promptly_with_workers(target, large_inputs, tmp_path):
     output = tmp_path / "out"
     staging = _staging(output, "ds")
     process = subprocess.Popen(
+        # --uint8: worker processes run for CPU-heavy exports only.
         _command(str(large_inputs), str(output), "--workers", "2", "--shard-size", "400000")
-        + ["--stem", "ds"],
+        + ["--stem", "ds", "--uint8"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -363,8 +364,9 @@ def test_sigkill_of_the_main_process_ends_its_workers(large_inputs, tmp_path):
     output = tmp_path / "out"
     staging = _staging(output, "ds")
     process = subprocess.Popen(
+        # --uint8: worker processes run for CPU-heavy exports only.
         _command(str(large_inputs), str(output), "--workers", "2", "--shard-size", "400000")
-        + ["--stem", "ds"],
+        + ["--stem", "ds", "--uint8"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,

@@ -39,6 +39,7 @@ from toile.config import ExportConfig
 from toile.encode import SampleEncoder, dump_json, frame_digits, sample_key
 from toile.errors import ConfigError, InputError, OutputError, ToileError
 from toile.inputs import RecordingSource
+from toile.logs import configure_logging, logging_state
 from toile.shards import PackedSample, ShardInfo, ShardWriter, pack_sample, shard_url_pattern
 
 log = logging.getLogger(__name__)
@@ -483,7 +484,11 @@ def _write_all(
         (plan.n_frames - start) * int(np.prod(plan.frame_shape)) * np.dtype(plan.dtype).itemsize
         for plan, start in todo
     )
-    parallel = run.workers > 1 and len(todo) > 1 and pixel_bytes >= PARALLEL_MIN_BYTES
+    # Workers pay off where encoding costs CPU (deflate, the uint8 statistics pass). A plain
+    # export is a copy bounded by the disk and the shard's SHA-256, which the main process
+    # already overlaps on a second thread: passing the bytes through workers only adds work.
+    cpu_heavy = run.options.compressed or run.options.to_uint8
+    parallel = run.workers > 1 and len(todo) > 1 and cpu_heavy and pixel_bytes >= PARALLEL_MIN_BYTES
     if not parallel:
         run.workers = 1
     use_segments = on_error == "skip" or parallel
@@ -519,7 +524,10 @@ def _write_via_segments(
     stop = context.Event() if context else None
     pool = (
         ProcessPoolExecutor(
-            max_workers=workers, mp_context=context, initializer=_worker_init, initargs=(stop,)
+            max_workers=workers,
+            mp_context=context,
+            initializer=_worker_init,
+            initargs=(stop, logging_state()),
         )
         if context
         else None
@@ -569,14 +577,17 @@ def _write_via_segments(
             path.unlink(missing_ok=True)
 
 
-def _worker_init(stop: Any) -> None:
+def _worker_init(stop: Any, verbose: bool | None) -> None:
     """Set up a worker process.
 
-    Ctrl-C is left to the main process, which stops the workers through
-    ``stop`` (terminating them could cut a result message in half and hang the
-    pool). A worker whose main process was killed exits at once.
+    Logging is configured as in the main process (``verbose`` is None when it
+    was left alone). Ctrl-C is left to the main process, which stops the
+    workers through ``stop`` (terminating them could cut a result message in
+    half and hang the pool). A worker whose main process was killed exits at once.
     """
     global _worker_stop
+    if verbose is not None:
+        configure_logging(verbose)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _worker_stop = stop
     parent = multiprocessing.parent_process()
