@@ -519,8 +519,12 @@ def test_iteration_streams_frames(tmp_path: Path, kind: str) -> None:
         assert int(reader.read_frame(150)[0, 0]) == 150
 
 
-def test_close_releases_file_handles(prairie: tuple[list[Path], np.ndarray]) -> None:
-    paths, _ = prairie
+def test_close_releases_file_handles(tmp_path: Path) -> None:
+    # Compressed files are read through tifffile, which keeps a few of them open.
+    frames = _frames(5, (2, 16, 20))
+    paths = write_prairie_series(
+        tmp_path / "TSeries-03152024-001", iter(frames), n_channels=2, compression="zlib"
+    )
     reader = open_recording(_source(paths[0], paths))
     list(reader)
     main = reader._main
@@ -529,3 +533,26 @@ def test_close_releases_file_handles(prairie: tuple[list[Path], np.ndarray]) -> 
     reader.close()
     assert main.filehandle.closed and all(tif.filehandle.closed for tif in others)
     reader.close()
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int16", "float32"])
+@pytest.mark.parametrize("compression", [None, "zlib"])
+def test_prairie_files_read_directly_or_through_tifffile_alike(tmp_path, dtype, compression):
+    frames = _frames(4, (2, 12, 10), dtype=dtype, seed=3)
+    paths = write_prairie_series(
+        tmp_path / "TSeries-1", iter(frames), n_channels=2, compression=compression
+    )
+    with open_recording(_source(paths[0], paths)) as reader:
+        got = np.stack([image for _, image, _ in reader])
+    np.testing.assert_array_equal(got, frames)
+    assert got.dtype == frames.dtype
+
+
+def test_prairie_file_of_another_pixel_type_is_an_error(tmp_path):
+    frames = _frames(3, (12, 10), seed=4)
+    paths = write_prairie_series(tmp_path / "TSeries-1", iter(frames))
+    # Replace a middle file's pixels by float32 ones of the same shape.
+    tifffile.imwrite(paths[1], frames[1].astype(np.float32), photometric="minisblack")
+    with open_recording(_source(paths[0], paths)) as reader, pytest.raises(InputError) as error:
+        list(reader)
+    assert paths[1].name in str(error.value)
