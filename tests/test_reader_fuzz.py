@@ -27,7 +27,7 @@ from toile.errors import ToileError
 from toile.inputs import RecordingSource, resolve_inputs
 from toile.reader import open_recording
 from toile.synthetic import MovieSpec, generate_frames
-from toile.writers import write_imagej_stack, write_ome_tiff
+from toile.writers import write_imagej_stack, write_ome_tiff, write_prairie_series
 
 #: Seconds one example may take before it counts as a hang.
 TIME_LIMIT = 5.0
@@ -157,6 +157,49 @@ def test_mutated_bytes_raise_only_toile_errors(mutation):
     name, data = mutation
     with _scratch_file(name, data) as path:
         _read_everything(path)
+
+
+# --------------------------------------------------------------------------------------
+# A damaged file inside a Prairie View series (read without tifffile when it looks plain)
+
+
+def _prairie_series() -> dict[str, bytes]:
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = write_prairie_series(Path(tmp) / "TSeries-1", _frames(3), n_channels=1)
+        return {path.name: path.read_bytes() for path in paths}
+
+
+PRAIRIE = _prairie_series()
+PRAIRIE_MIDDLE = sorted(PRAIRIE)[1]
+
+
+@st.composite
+def _prairie_mutation(draw: st.DrawFn) -> bytes:
+    data = bytearray(PRAIRIE[PRAIRIE_MIDDLE])
+    # The header and the first IFD are in the first few hundred bytes.
+    for _ in range(draw(st.integers(1, 4))):
+        at = draw(st.integers(0, min(len(data) - 1, 511)))
+        kind = draw(st.sampled_from(["flip", "byte", "truncate"]))
+        if kind == "flip":
+            data[at] ^= 1 << draw(st.integers(0, 7))
+        elif kind == "byte":
+            data[at] = draw(st.integers(0, 255))
+        else:
+            del data[draw(st.integers(0, len(data) - 1)) :]
+        if not data:
+            break
+    return bytes(data)
+
+
+@FUZZ_SETTINGS
+@given(_prairie_mutation())
+def test_mutated_prairie_file_raises_only_toile_errors(data):
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp) / "TSeries-1"
+        directory.mkdir()
+        for name, content in PRAIRIE.items():
+            (directory / name).write_bytes(data if name == PRAIRIE_MIDDLE else content)
+        _read_everything(directory)
 
 
 # --------------------------------------------------------------------------------------
