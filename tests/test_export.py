@@ -244,3 +244,14 @@ def test_a_files_warning_is_shown_once(tmp_path):
     assert len(warnings) == 1, result.output
     assert "rec.ome.tif" in warnings[0] and "date" in warnings[0].lower()
     assert "date_acquired" not in _read(tmp_path / "out")[0]["json"]
+
+
+def test_frame_larger_than_the_shard_cap_fails_before_writing(tmp_path):
+    stack = tmp_path / "rec.ome.tif"
+    write_ome_tiff(stack, iter(_movie(3, seed=10, side=64)))
+    out = tmp_path / "out"
+    result = _export(str(stack), str(out), "--shard-size", "5000")
+    assert result.exit_code == 1
+    assert "rec.ome.tif" in result.output and "frame 0" in result.output
+    assert "--shard-size" in result.output
+    assert not out.exists()

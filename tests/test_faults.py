@@ -30,6 +30,7 @@ import tifffile
 from click.testing import CliRunner
 
 from toile.cli import main
+from toile.dataset import verify_dataset
 from toile.synthetic import MovieSpec, generate_frames
 from toile.writers import write_ome_tiff
 
@@ -357,6 +358,18 @@ def test_sigkill_never_leaves_a_truncated_shard(seed, medium_inputs, tmp_path):
         process.wait()
     assert process.returncode == -signal.SIGKILL, "the export finished before the kill"
     _check_no_truncated_shard(output, "ds")
+    # A rerun with --overwrite completes the dataset.
+    rerun = subprocess.run(
+        _command(*map(str, medium_inputs), str(output), "--shard-size", "50000", "--stem", "ds")
+        + ["--overwrite"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    report = verify_dataset(output)
+    assert report.ok, report.problems
+    assert report.samples == 3 * 120
 
 
 def test_sigkill_of_the_main_process_ends_its_workers(large_inputs, tmp_path):
