@@ -442,8 +442,9 @@ class _Run:
     workers: int
     progress: Callable[[int], None]
     journal: Journal
+    #: Called with (position, count) when a recording starts being written.
+    recording: Callable[[int, int], None] = lambda position, count: None
     samples_written: int = 0
-    frames_done: int = 0
 
 
 def _write_all(
@@ -495,7 +496,8 @@ def _write_all(
     failed: list[RecordingPlan] = []
     try:
         if not use_segments:
-            for plan, start in todo:
+            for position, (plan, start) in enumerate(todo):
+                run.recording(position, len(todo))
                 for sample in iter_packed(plan, run.options, start):
                     writer.add(sample, f"{plan.label}: frame {sample.key}")
                     run.samples_written += 1
@@ -545,6 +547,7 @@ def _write_via_segments(
             while queue and len(pending) < workers + 1:
                 submit(*queue.pop(0))
             plan, path, future, start = pending.pop(0)
+            run.recording(len(todo) - len(queue) - len(pending) - 1, len(todo))
             try:
                 rows = (
                     future.result()
@@ -803,6 +806,9 @@ def _export_planned(
         shard_size=config.shard_size,
         workers=config.workers,
         progress=bar.update,
+        recording=lambda position, count: bar.set_description(
+            f"recording {position + 1}/{count}", refresh=False
+        ),
         journal=journal,
     )
     try:
