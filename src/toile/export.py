@@ -163,10 +163,11 @@ def iter_packed(
         if options.to_uint8:
             from toile.normalize import RangeStats, parse_uint8_range
 
+            shape = recording.frame_shape
             stats = RangeStats(
                 parse_uint8_range(options.uint8_range),
                 recording.dtype,
-                len(recording.frame_shape) == 3 and recording.frame_shape[0] or 1,
+                shape[0] if len(shape) == 3 else 1,
                 source=plan.label,
             )
             for _, image, _ in recording:
