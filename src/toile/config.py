@@ -7,12 +7,12 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
-
-import yaml
+from typing import TYPE_CHECKING, Literal
 
 from toile.errors import ConfigError, ConfigFileError
-from toile.filenames import TRANSFORMS, compile_spec
+
+if TYPE_CHECKING:
+    import yaml
 
 #: Default maximum shard size in bytes (850 MB).
 DEFAULT_SHARD_SIZE = 850_000_000
@@ -229,6 +229,8 @@ class _ConfigFile:
             raise ConfigError(f"{path}: config file is not UTF-8 text") from None
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from None
+        import yaml
+
         loader = yaml.SafeLoader(text)
         try:
             node = loader.get_single_node()
@@ -253,6 +255,8 @@ class _ConfigFile:
         self.lines = self._key_lines(node)
 
     def _key_lines(self, node: yaml.MappingNode) -> dict[str, int]:
+        import yaml
+
         lines: dict[str, int] = {}
         for key_node, _value in node.value:
             line = key_node.start_mark.line + 1
@@ -268,6 +272,8 @@ class _ConfigFile:
 
     def sub_lines(self, key: str) -> dict[str, int]:
         """Lines of the keys of the mapping under top-level ``key``."""
+        import yaml
+
         for key_node, value_node in self.node.value:
             if key_node.value == key and isinstance(value_node, yaml.MappingNode):
                 return {
@@ -336,6 +342,8 @@ def _check_inputs(config: _ConfigFile, value: object) -> list[str]:
 
 
 def _check_filename_spec(config: _ConfigFile, value: object) -> FilenameSpec:
+    from toile.filenames import TRANSFORMS, compile_spec
+
     key = "filename_spec"
     if isinstance(value, str):
         value = {"template": value}

@@ -18,8 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import multiprocessing
-import multiprocessing.connection
 import os
 import shutil
 import signal
@@ -27,7 +25,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -523,6 +521,9 @@ def _write_via_segments(
     failed: list[RecordingPlan],
 ) -> None:
     workers = min(run.workers, len(todo))
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     context = multiprocessing.get_context("spawn") if workers > 1 else None
     stop = context.Event() if context else None
     pool = (
@@ -594,12 +595,16 @@ def _worker_init(stop: Any, verbose: bool | None) -> None:
         configure_logging(verbose)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _worker_stop = stop
+    import multiprocessing
+
     parent = multiprocessing.parent_process()
     if parent is not None:
         threading.Thread(target=_exit_with, args=(parent.sentinel,), daemon=True).start()
 
 
 def _exit_with(sentinel: int) -> None:
+    import multiprocessing.connection
+
     multiprocessing.connection.wait([sentinel])
     os._exit(1)
 
@@ -708,13 +713,27 @@ def _output_options(config: ExportConfig) -> dict:
     }
 
 
+class _NoProgress:
+    """Stands in for the progress bar when it is off (tqdm takes 50 ms to import)."""
+
+    def update(self, n: int = 1) -> None:
+        return None
+
+    def set_description(self, text: str, refresh: bool = True) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
 def _progress_bar(total: int, enabled: bool) -> Any:
+    if not enabled:
+        return _NoProgress()
     from tqdm import tqdm
 
     return tqdm(
         total=total,
         unit="frame",
-        disable=not enabled,
         file=sys.stderr,
         dynamic_ncols=True,
         mininterval=0.5,
