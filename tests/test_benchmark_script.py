@@ -1,0 +1,36 @@
+"""The benchmark script still runs (a smoke test on tiny inputs; its timings are not checked)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_benchmark_quick_run_writes_a_report(tmp_path):
+    report = tmp_path / "results.md"
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "run.py"),
+            "--quick",
+            "--cases",
+            "1,6",
+            "--repeat",
+            "1",
+            "--workdir",
+            str(tmp_path / "work"),
+            "--results",
+            str(report),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    text = report.read_text()
+    for row in ["| toile |", "| naive peer |", "| raw cat |", "| toile --help |"]:
+        assert row in text
+    assert "case 1: toile peak RSS" in text
