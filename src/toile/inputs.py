@@ -255,7 +255,9 @@ def _read_ome_info(path: Path) -> _OmeInfo | None:
     if _BINARY_ONLY.search(description):
         target = _binary_only_target(path, description)
         return _OmeInfo(binary_only=True, links=[target])
-    links = [_absolute(path.parent / name) for name in _UUID_FILENAME.findall(description)]
+    # A single-file recording names itself once per plane: look at each name once.
+    names = dict.fromkeys(_UUID_FILENAME.findall(description))
+    links = [_absolute(path.parent / name) for name in names]
     return _OmeInfo(
         binary_only=False,
         links=[p for p in links if p != path and is_tiff_name(p) and p.is_file()],

@@ -187,10 +187,20 @@ def _ome_document(tif: tifffile.TiffFile, path: Path) -> tuple[Path, ome.OmeDocu
     return master, master_doc
 
 
+#: An OME ``Image`` or ``BinaryOnly`` start tag, with or without a namespace prefix.
+_IMAGE_TAG = re.compile(r"<(?:[\w.-]+:)?Image[\s/>]")
+_BINARY_ONLY_TAG = re.compile(r"<(?:[\w.-]+:)?BinaryOnly[\s/>]")
+
+
 def count_series(path: Path) -> int:
     """Number of recordings (OME Images, or tifffile series) in the TIFF file ``path``."""
     path = Path(path)
     with _open_tiff(path) as tif:
+        xml = _first_description(tif)
+        one_image = xml is not None and len(_IMAGE_TAG.findall(xml)) == 1
+        if one_image and not _BINARY_ONLY_TAG.search(xml):
+            # One Image: no need to parse a document that grows with the recording.
+            return 1
         found = _ome_document(tif, path)
         if found is not None:
             return len(found[1].images)
