@@ -197,9 +197,15 @@ def count_series(path: Path) -> int:
     path = Path(path)
     with _open_tiff(path) as tif:
         xml = _first_description(tif)
-        one_image = xml is not None and len(_IMAGE_TAG.findall(xml)) == 1
-        if one_image and not _BINARY_ONLY_TAG.search(xml):
-            # One Image: no need to parse a document that grows with the recording.
+        one_image = (
+            xml is not None
+            and xml.rstrip().endswith("OME>")
+            and len(_IMAGE_TAG.findall(xml)) == 1
+            and not _BINARY_ONLY_TAG.search(xml)
+        )
+        if one_image:
+            # A complete document with one Image: no need to parse all of it (it grows with
+            # the recording); open_recording parses it and reports any other flaw.
             return 1
         found = _ome_document(tif, path)
         if found is not None:
