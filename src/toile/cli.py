@@ -114,6 +114,54 @@ _PROGRESS = click.option(
 _VERBOSE = click.option("-v", "--verbose", is_flag=True, help="Print what was found and done.")
 
 
+def _movie_options(frames: int) -> Callable[[Callable], Callable]:
+    """The size, channels and seed of a synthetic movie (test-frames, test-recording)."""
+    options = [
+        click.option(
+            "--frames",
+            type=click.IntRange(min=1),
+            default=frames,
+            show_default=True,
+            help="Frames per recording.",
+        ),
+        click.option(
+            "--height",
+            type=click.IntRange(min=8),
+            default=256,
+            show_default=True,
+            help="Frame height in pixels.",
+        ),
+        click.option(
+            "--width",
+            type=click.IntRange(min=8),
+            default=256,
+            show_default=True,
+            help="Frame width in pixels.",
+        ),
+        click.option(
+            "--channels",
+            type=click.IntRange(1, 2),
+            default=1,
+            show_default=True,
+            help="Channels (2 adds a structural marker).",
+        ),
+        click.option(
+            "--seed",
+            type=int,
+            default=0,
+            show_default=True,
+            help="Random seed; the same seed gives the same bytes.",
+        ),
+    ]
+
+    def apply(command: Callable) -> Callable:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return apply
+
+
 @export.command("frames")
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
 @click.argument("output", type=click.Path(path_type=Path))
@@ -195,34 +243,7 @@ def _report(result: Any) -> None:
 @click.argument("output", type=click.Path(path_type=Path))
 @_STEM
 @_COMPRESSED
-@click.option(
-    "--frames",
-    type=click.IntRange(min=1),
-    default=300,
-    show_default=True,
-    help="Frames per recording.",
-)
-@click.option(
-    "--height",
-    type=click.IntRange(min=8),
-    default=256,
-    show_default=True,
-    help="Frame height in pixels.",
-)
-@click.option(
-    "--width",
-    type=click.IntRange(min=8),
-    default=256,
-    show_default=True,
-    help="Frame width in pixels.",
-)
-@click.option(
-    "--channels",
-    type=click.IntRange(1, 2),
-    default=1,
-    show_default=True,
-    help="Channels (2 adds a structural marker).",
-)
+@_movie_options(frames=300)
 @click.option(
     "--dtype",
     type=click.Choice(["uint16", "uint8", "float32"]),
@@ -236,13 +257,6 @@ def _report(result: Any) -> None:
     default=1,
     show_default=True,
     help="Number of synthetic recordings.",
-)
-@click.option(
-    "--seed",
-    type=int,
-    default=0,
-    show_default=True,
-    help="Random seed; the same seed gives the same bytes.",
 )
 @_SHARD_SIZE
 @_PDS
@@ -284,13 +298,7 @@ def export_test_frames_command(output: Path, **options: Any) -> None:
     help="ome-tiff: one multi-page file; prairie-view: a T-Series directory, one file per "
     "frame and channel; imagej: an ImageJ stack without OME-XML.",
 )
-@click.option("--frames", type=click.IntRange(min=1), default=100, show_default=True)
-@click.option("--height", type=click.IntRange(min=8), default=256, show_default=True)
-@click.option("--width", type=click.IntRange(min=8), default=256, show_default=True)
-@click.option(
-    "--channels", type=click.IntRange(1, 2), default=1, show_default=True, help="Channels."
-)
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@_movie_options(frames=100)
 def export_test_recording_command(output: Path, layout: str, **options: Any) -> None:
     """Write a synthetic recording as a microscope would, to try `export frames` on.
 
