@@ -262,29 +262,37 @@ def large_inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.mark.parametrize("target", ["main-process", "process-group"])
-def test_ctrl_c_stops_promptly_with_workers(target, large_inputs, tmp_path):
-    output = tmp_path / "out"
-    staging = _staging(output, "ds")
-    process = subprocess.Popen(
-        # --uint8: worker processes run for CPU-heavy exports only.
-        _command(str(large_inputs), str(output), "--workers", "2", "--shard-size", "400000")
+def _start_with_workers(inputs: Path, output: Path, pipe: int) -> subprocess.Popen:
+    """An export with two worker processes (--uint8: workers run for CPU-heavy exports only)."""
+    return subprocess.Popen(
+        _command(str(inputs), str(output), "--workers", "2", "--shard-size", "400000")
         + ["--stem", "ds", "--uint8"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stdout=pipe,
+        stderr=pipe,
         text=True,
         start_new_session=True,
         env=_env(),
     )
+
+
+def _wait_for_workers_and_shards(process: subprocess.Popen, staging: Path, shards: int) -> None:
+    seen: set[int] = set()
+
+    def started() -> bool:
+        seen.update(_session_processes(process.pid))
+        return _journal_lines(staging) >= shards
+
+    assert _wait_for(started, 40, poll=0.02), "the export wrote no shard"
+    assert len(seen) >= 3, f"expected worker processes, saw {len(seen)} process(es)"
+
+
+@pytest.mark.parametrize("target", ["main-process", "process-group"])
+def test_ctrl_c_stops_promptly_with_workers(target, large_inputs, tmp_path):
+    output = tmp_path / "out"
+    staging = _staging(output, "ds")
+    process = _start_with_workers(large_inputs, output, subprocess.PIPE)
     try:
-        seen: set[int] = set()
-
-        def started() -> bool:
-            seen.update(_session_processes(process.pid))
-            return _journal_lines(staging) >= 2
-
-        assert _wait_for(started, 40, poll=0.02), "the export wrote no shard"
-        assert len(seen) >= 3, f"expected worker processes, saw {len(seen)} process(es)"
+        _wait_for_workers_and_shards(process, staging, 2)
         assert process.poll() is None, "the export finished before it could be interrupted"
         sent = time.monotonic()
         if target == "main-process":
@@ -376,24 +384,9 @@ def test_sigkill_of_the_main_process_ends_its_workers(large_inputs, tmp_path):
     """``kill -9`` of the main process: the workers notice and exit; staged shards are whole."""
     output = tmp_path / "out"
     staging = _staging(output, "ds")
-    process = subprocess.Popen(
-        # --uint8: worker processes run for CPU-heavy exports only.
-        _command(str(large_inputs), str(output), "--workers", "2", "--shard-size", "400000")
-        + ["--stem", "ds", "--uint8"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-        env=_env(),
-    )
+    process = _start_with_workers(large_inputs, output, subprocess.DEVNULL)
     try:
-        seen: set[int] = set()
-
-        def started() -> bool:
-            seen.update(_session_processes(process.pid))
-            return _journal_lines(staging) >= 1
-
-        assert _wait_for(started, 40, poll=0.02), "the export wrote no shard"
-        assert len(seen) >= 3, f"expected worker processes, saw {len(seen)} process(es)"
+        _wait_for_workers_and_shards(process, staging, 1)
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
         assert _wait_for(lambda: not _session_processes(process.pid), 5, poll=0.05), (
