@@ -110,6 +110,21 @@ def test_unknown_channel(prairie: tuple[list[Path], np.ndarray], channel: str | 
     assert paths[0].name in str(info.value)
 
 
+def test_read_frame_into_a_reused_buffer(prairie: tuple[list[Path], np.ndarray]) -> None:
+    paths, frames = prairie
+    with open_recording(_source(paths[0], paths)) as reader:
+        buffer = np.full(reader.frame_shape, 7, dtype=reader.dtype)
+        for index in (3, 0, 4):
+            assert reader.read_frame(index, out=buffer) is buffer
+            assert np.array_equal(buffer, frames[index])
+        with pytest.raises(ValueError, match="out must be"):
+            reader.read_frame(0, out=np.empty((16, 20), dtype=reader.dtype))
+        with pytest.raises(ValueError, match="out must be"):
+            reader.read_frame(0, out=np.empty(reader.frame_shape, dtype="float32"))
+        with pytest.raises(ValueError, match="out must be"):
+            reader.read_frame(0, out=np.empty((2, 20, 16), dtype=reader.dtype).transpose(0, 2, 1))
+
+
 def test_prairie_missing_file(prairie: tuple[list[Path], np.ndarray]) -> None:
     paths, _ = prairie
     missing = paths[0].parent / "TSeries-03152024-001_Cycle00001_Ch2_000003.ome.tif"

@@ -168,8 +168,14 @@ def iter_packed(
                 shape[0] if len(shape) == 3 else 1,
                 source=plan.label,
             )
-            for _, image, _ in recording:
-                stats.update(image)
+            if hasattr(recording, "read_frame"):
+                # one buffer for the whole pass, and no per-frame metadata
+                scratch = np.empty(shape, recording.dtype)
+                for index in range(recording.n_frames):
+                    stats.update(recording.read_frame(index, out=scratch))
+            else:
+                for _, image, _ in recording:
+                    stats.update(image)
             mapping = stats.finish()
             normalization = mapping.metadata()
         encoder = SampleEncoder(options.encoding, _movie_metadata(plan, recording), normalization)

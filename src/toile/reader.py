@@ -902,15 +902,32 @@ class RecordingReader:
             raise IndexError(f"frame {index} out of range (0..{self.n_frames - 1})")
         return index // self._size_z, index % self._size_z
 
-    def read_frame(self, index: int) -> np.ndarray:
-        """Frame ``index`` as a new C-contiguous array of ``frame_shape`` and ``dtype``."""
+    def read_frame(self, index: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Frame ``index`` as a C-contiguous array of ``frame_shape`` and ``dtype``.
+
+        The frame is read into ``out`` when given (a C-contiguous array of that shape and
+        type, e.g. a buffer reused from frame to frame), else into a new array.
+        """
         t, z = self._check_index(index)
-        try:
-            out = np.empty(self.frame_shape, dtype=self._dtype)
-        except MemoryError:
-            raise InputError(
-                self._path, f"a frame of {self.frame_shape} {self._dtype} does not fit in memory"
-            ) from None
+        if out is not None:
+            if (
+                out.shape != tuple(self.frame_shape)
+                or out.dtype != self._dtype
+                or not out.flags.c_contiguous
+                or not out.flags.writeable
+            ):
+                raise ValueError(
+                    f"out must be a writeable C-contiguous {self.frame_shape} {self._dtype} "
+                    f"array, got {out.shape} {out.dtype}"
+                )
+        else:
+            try:
+                out = np.empty(self.frame_shape, dtype=self._dtype)
+            except MemoryError:
+                raise InputError(
+                    self._path,
+                    f"a frame of {self.frame_shape} {self._dtype} does not fit in memory",
+                ) from None
         planes = out.reshape(len(self._channels), self._height, self._width)
         samples = self._samples
         if samples == 1:
