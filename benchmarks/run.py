@@ -42,6 +42,9 @@ log = logging.getLogger("benchmarks")
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 NAIVE = HERE / "naive_peer.py"
+FLOOR = HERE / "floor.py"
+#: Name of the floor contender: copy + SHA-256 + fsync, no encoding (see floor.py).
+FLOOR_NAME = "floor: copy + sha256 + fsync"
 #: Bumped when the way inputs are generated changes, so cached inputs are rebuilt.
 INPUT_VERSION = 1
 MIB = 1024 * 1024
@@ -370,6 +373,12 @@ class Bench:
         argv = [self.cat, *(str(f) for f in input_files(inputs))]
         return Contender("raw cat", argv, output=output, stdout=output)
 
+    def floor_cmd(self, inputs: Path) -> Contender:
+        """The least work that keeps toile's promises: copy, SHA-256 and fsync (floor.py)."""
+        output = self.out / "floor.bin"
+        files = [str(f) for f in input_files(inputs)]
+        return Contender(FLOOR_NAME, [self.python, str(FLOOR), str(output), *files], output=output)
+
     def cat_fsync_cmd(self, inputs: Path) -> Contender:
         """cat, then fsync of the copy: toile fsyncs its shards, cat and the peer do not."""
         output = self.out / "catsync.bin"
@@ -461,6 +470,8 @@ def case_single(bench: Bench, number: int) -> CaseResult:
         bench.cat_cmd(source),
         bench.cat_fsync_cmd(source),
     ]
+    if number != 3:
+        contenders.append(bench.floor_cmd(source))
     bench.alternate(contenders, bench.repeat)
     result = CaseResult(number, title, contenders, [], baseline="raw cat")
     limit = {1: 1.5, 2: 2.0, 3: 2.5}[number]
@@ -476,6 +487,12 @@ def case_single(bench: Bench, number: int) -> CaseResult:
         f"{_ratio(result, 'naive peer', 'raw cat'):.2f}x raw, "
         f"{contenders[1].max_rss() / MIB:.0f} MiB"
     )
+    if number != 3:
+        result.notes.append(
+            f"The floor (copy + SHA-256 + fsync, no encoding, see floor.py) is "
+            f"{_ratio(result, FLOOR_NAME, 'raw cat'):.2f}x raw cat; toile is "
+            f"{_ratio(result, 'toile', FLOOR_NAME):.2f}x the floor (bests)."
+        )
     return result
 
 
@@ -493,6 +510,7 @@ def case_workers(bench: Bench) -> CaseResult:
         for workers in ("1", "2")
     ]
     contenders.append(bench.cat_cmd(source))
+    contenders.append(bench.floor_cmd(source))
     bench.alternate(contenders, bench.repeat)
     title = (
         f"{sizes.batch_recordings} OME-TIFF recordings of {sizes.batch_frames}x"
@@ -509,6 +527,26 @@ def case_workers(bench: Bench) -> CaseResult:
         )
         for name in variants
     ]
+    # With the default encoding one process already runs at the floor's pace or near it;
+    # no number of workers can beat the floor (one shard's SHA-256 is sequential).
+    result.notes.append(
+        "Largest speed-up any number of workers could give the default encoding "
+        f"(toile --workers 1 / floor, bests): "
+        f"{_ratio(result, 'toile --workers 1', FLOOR_NAME):.2f}x."
+    )
+    # Workers add no CPU capacity beyond the machine's cores: a run needs at least its CPU
+    # time divided by the cores, whatever the schedule.
+    by_name = {c.name: c for c in contenders}
+    cores = os.cpu_count() or 1
+    for name in variants:
+        one, two = by_name[f"toile{name} --workers 1"], by_name[f"toile{name} --workers 2"]
+        least = min(one.cpu(), two.cpu()) / cores
+        result.notes.append(
+            f"toile{name}: --workers 1 uses {one.cpu():.2f} CPU s (median), {one.best():.2f} s "
+            f"wall (best); --workers 2 uses {two.cpu():.2f} CPU s; on {cores} cores no schedule of that "
+            f"work takes less than {least:.2f} s, a speed-up of at most "
+            f"{one.best() / least:.2f}x."
+        )
     return result
 
 
