@@ -225,6 +225,30 @@ def test_lookup_table_equals_formula(data: list[int], method: str) -> None:
         assert (out == 0).all()
 
 
+@given(
+    dtype=st.sampled_from(["uint8", "int8", "uint16", "int16"]),
+    bounds=st.tuples(st.floats(0, 1), st.floats(0, 1)),
+    seed=st.integers(0, 2**32 - 1),
+)
+@settings(max_examples=150, deadline=None)
+def test_arithmetic_and_table_paths_equal_the_formula(
+    dtype: str, bounds: tuple[float, float], seed: int
+) -> None:
+    # Frames inside [low, high] are mapped by arithmetic, the others through the table;
+    # both must give the formula's values.
+    info = np.iinfo(dtype)
+    span = int(info.max) - int(info.min)
+    low, high = sorted(int(info.min) + round(b * span) for b in bounds)
+    if high == low:
+        return
+    mapping = Uint8Mapping("minmax", (float(low),), (float(high),), dtype)
+    rng = np.random.default_rng(seed)
+    inside = rng.integers(low, high, size=(7, 13), endpoint=True).astype(dtype)
+    anywhere = random_stack(dtype, shape=(7, 13), seed=seed)
+    for frame in (inside, anywhere):
+        np.testing.assert_array_equal(mapping.apply(frame), reference(frame, low, high))
+
+
 # --- edge cases ---------------------------------------------------------------------------
 
 

@@ -334,6 +334,9 @@ class Uint8Mapping:
     _luts: dict[str, np.ndarray] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
+    _work: dict[tuple[int, ...], np.ndarray] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @property
     def n_channels(self) -> int:
@@ -370,13 +373,50 @@ class Uint8Mapping:
                 )
             planes = [(frame[c], out[c]) for c in range(self.n_channels)]
         if _is_small_int(frame.dtype):
-            lut = self._lut(frame.dtype)
+            lut = None
             for c, (src, dst) in enumerate(planes):
-                _take(lut[c], np.ascontiguousarray(src).view(_index_dtype(frame.dtype)), dst)
+                src = np.ascontiguousarray(src)
+                if self._map_in_range(src, c, dst):
+                    continue
+                if lut is None:
+                    lut = self._lut(frame.dtype)
+                _take(lut[c], src.view(_index_dtype(frame.dtype)), dst)
         else:
             for c, (src, dst) in enumerate(planes):
                 dst[...] = _map_wide(src, self.low[c], self.high[c])
         return out
+
+    def _map_in_range(self, src: np.ndarray, c: int, dst: np.ndarray) -> bool:
+        """Map a plane of <= 16-bit integers by arithmetic when it needs no clipping.
+
+        ``floor(255 * (x - low) / (high - low))`` in int32 is exact here and gives the
+        lookup table's values; numpy divides by a constant with a multiply and shift, and
+        the whole takes about half the time of a table lookup per pixel. Planes with
+        values outside ``[low, high]`` (checking costs a min and a max) return False and
+        go through the table, which clips.
+        """
+        low, high = self.low[c], self.high[c]
+        if src.dtype.kind not in "ui" or not (high > low and _whole(low) and _whole(high)):
+            return False
+        lo, hi = int(low), int(high)
+        info = np.iinfo(src.dtype)
+        if (
+            src.size == 0
+            or (hi < info.max and src.max() > hi)
+            or (lo > info.min and src.min() < lo)
+        ):
+            return False
+        work = self._work.get(src.shape)
+        if work is None:
+            work = self._work[src.shape] = np.empty(src.shape, dtype=np.int32)
+        if lo == 0:
+            np.multiply(src, 255, out=work, dtype=np.int32)
+        else:
+            np.subtract(src, lo, out=work, dtype=np.int32)
+            work *= 255
+        work //= hi - lo
+        np.copyto(dst, work, casting="unsafe")
+        return True
 
     def metadata(self) -> dict[str, Any]:
         """JSON-ready description, stored under each frame's ``normalization`` key."""
@@ -390,6 +430,10 @@ class Uint8Mapping:
             meta["percentiles"] = [float(self.percentiles[0]), float(self.percentiles[1])]
         meta["formula"] = FORMULA
         return meta
+
+
+def _whole(value: float) -> bool:
+    return math.isfinite(value) and float(value).is_integer()
 
 
 def _take(lut: np.ndarray, src: np.ndarray, dst: np.ndarray) -> None:
