@@ -49,8 +49,11 @@ def test_mmstack_document() -> None:
     assert len(image["tiff_data"]) == 30
     assert image["tiff_data"][0]["uuid"] == "659dc8f0-3839-4594-bd3e-41625b4736ef"
     assert images[1]["stage_label"]["x"] == 256.0
-    # everything but planes and tiff_data is plain JSON
-    json.dumps(images)
+    # planes and tiff_data are compact tables of dict rows; everything is plain JSON
+    assert isinstance(image["planes"], ome.PlaneTable)
+    json.dumps(
+        [{**i, "planes": list(i["planes"]), "tiff_data": list(i["tiff_data"])} for i in images]
+    )
 
 
 def test_mmstack_plane_map_follows_tiffdata() -> None:

@@ -10,7 +10,10 @@ out: never guessed.
 from __future__ import annotations
 
 import logging
+import math
 import uuid as uuidlib
+from array import array
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from xml.etree import ElementTree
@@ -123,6 +126,130 @@ class OmeDocument:
     binary_only: BinaryOnly | None = None
 
 
+#: Stands for "absent" in an integer column of a table.
+_NO_INT = -(2**63)
+
+
+class _Table(Sequence):
+    """A read-only sequence of dicts stored as columns: a few bytes per row, not a dict.
+
+    A long recording has one ``Plane`` and often one ``TiffData`` per frame; as dicts
+    they would take about a kilobyte each. Each row comes back as a new dict holding
+    the row's present fields (absent: NaN in a float column, ``_NO_INT`` in an integer
+    one, None in a text column), in column order.
+    """
+
+    #: (key, kind) per column: "i" integer, "f" float, "s" text.
+    COLUMNS: tuple[tuple[str, str], ...] = ()
+
+    def __init__(self) -> None:
+        self._columns: dict[str, array | list] = {
+            key: array("q") if kind == "i" else array("d") if kind == "f" else []
+            for key, kind in self.COLUMNS
+        }
+        self._strings: dict[str, str] = {}
+        self._length = 0
+
+    def append(self, row: dict) -> None:
+        for key, kind in self.COLUMNS:
+            value = row.get(key)
+            column = self._columns[key]
+            if kind == "i":
+                column.append(_NO_INT if value is None else value)
+            elif kind == "f":
+                column.append(math.nan if value is None else value)
+            else:
+                # file names and UUIDs repeat from row to row: keep one copy of each
+                column.append(None if value is None else self._strings.setdefault(value, value))
+        self._length += 1
+
+    def __len__(self) -> int:
+        return self._length
+
+    def _row(self, index: int) -> dict:
+        out: dict = {}
+        for key, kind in self.COLUMNS:
+            value = self._columns[key][index]
+            if kind == "i":
+                if value != _NO_INT:
+                    out[key] = value
+            elif kind == "f":
+                if not math.isnan(value):
+                    out[key] = value
+            elif value is not None or self._keep_none(key, index):
+                out[key] = value
+        return out
+
+    def _keep_none(self, key: str, index: int) -> bool:
+        return False
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self._row(i) for i in range(*index.indices(self._length))]
+        if index < 0:
+            index += self._length
+        if not 0 <= index < self._length:
+            raise IndexError("table index out of range")
+        return self._row(index)
+
+    def __iter__(self) -> Iterator[dict]:
+        return (self._row(i) for i in range(self._length))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence) and not isinstance(other, str):
+            return list(self) == list(other)
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({list(self)!r})"
+
+
+class PlaneTable(_Table):
+    """The ``Plane`` elements of one image (see :func:`_parse_plane` for the keys)."""
+
+    COLUMNS = (
+        ("t_index", "i"),
+        ("z_index", "i"),
+        ("c_index", "i"),
+        ("delta_t", "f"),
+        ("exposure_time", "f"),
+        ("position_x", "f"),
+        ("position_y", "f"),
+        ("position_z", "f"),
+    )
+
+
+class TiffDataTable(_Table):
+    """The ``TiffData`` elements of one image (see :func:`_parse_tiff_data` for the keys)."""
+
+    COLUMNS = (
+        ("ifd", "i"),
+        ("first_c", "i"),
+        ("first_z", "i"),
+        ("first_t", "i"),
+        ("plane_count", "i"),
+        ("file_name", "s"),
+        ("uuid", "s"),
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._has_ref = array("b")
+
+    def append(self, row: dict) -> None:
+        super().append(row)
+        self._has_ref.append("uuid" in row or "file_name" in row)
+
+    def _keep_none(self, key: str, index: int) -> bool:
+        # a <UUID> child gives both keys, either may be None
+        return bool(self._has_ref[index])
+
+    def _row(self, index: int) -> dict:
+        out = super()._row(index)
+        out.setdefault("plane_count", None)  # always there, None when not known
+        return out
+
+
 def _local(tag: str) -> str:
     """Tag name without its ``{namespace}``."""
     return tag.rsplit("}", 1)[-1]
@@ -145,12 +272,18 @@ class _Fields:
     def __init__(self, source: str) -> None:
         self.source = source
         self._warned: set[str] = set()
+        self._pending: list[tuple[str, str, str]] = []
 
     def warn(self, name: str, message: str, dropped: bool = True) -> None:
+        """Note a bad field once; logged by :meth:`flush` (not for a document that fails)."""
         if name not in self._warned:
             self._warned.add(name)
-            suffix = "; field left out" if dropped else ""
+            self._pending.append((name, message, "; field left out" if dropped else ""))
+
+    def flush(self) -> None:
+        for name, message, suffix in self._pending:
             logger.warning("%s: OME-XML %s: %s%s", self.source, name, message, suffix)
+        self._pending.clear()
 
     def number(self, value: str | None, name: str, kind: type = float) -> float | int | None:
         if value is None:
@@ -207,41 +340,112 @@ class OmeXmlError(ValueError):
     """The document is not OME-XML at all (raised by ``read_ome(..., strict=True)``)."""
 
 
+#: Characters of OME-XML fed to the parser at a time.
+_FEED = 1 << 18
+
+
 def read_ome(xml: str, source: str, *, strict: bool = False) -> OmeDocument | None:
     """Parse an OME-XML document.
 
     If it is malformed or not OME, warn (naming ``source``) and return None, or
     with ``strict`` raise :class:`OmeXmlError` for the caller to report.
     Bad values inside a well-formed document are always warnings.
+
+    The document is parsed as a stream: each ``Plane`` and ``TiffData`` element is
+    read into a compact table (:class:`PlaneTable`, :class:`TiffDataTable`) and
+    dropped as soon as it ends, so memory does not grow with a full element tree of a
+    recording with many thousands of planes.
     """
-    problem = None
+    fields = _Fields(source)
+    doc = OmeDocument()
     try:
-        root = ElementTree.fromstring(xml)
+        problem = _stream_document(xml, fields, doc)
     except ElementTree.ParseError as exc:
         problem = f"OME-XML is malformed ({exc})"
-    else:
-        if _local(root.tag) != "OME":
-            problem = f"OME-XML root element is <{_local(root.tag)}>, not <OME>"
     if problem is not None:
         if strict:
             raise OmeXmlError(problem)
         logger.warning("%s: %s; OME metadata ignored", source, problem)
         return None
-    fields = _Fields(source)
-    doc = OmeDocument(uuid=fields.uuid(root.attrib.get("UUID"), "UUID"))
-    binary = _child(root, "BinaryOnly")
-    if binary is not None:
-        doc.binary_only = BinaryOnly(
-            metadata_file=binary.attrib.get("MetadataFile"),
-            uuid=fields.uuid(binary.attrib.get("UUID"), "BinaryOnly UUID"),
-        )
-    for index, image in enumerate(_children(root, "Image")):
-        parsed = _parse_image(image, index, fields)
-        if parsed is not None:
-            if doc.uuid is not None:
-                parsed["uuid"] = doc.uuid
-            doc.images.append(parsed)
+    fields.flush()
     return doc
+
+
+def _batches(xml: str) -> Iterator[list[tuple[str, ElementTree.Element]]]:
+    """The parser's events, one batch per chunk of text fed."""
+    parser = ElementTree.XMLPullParser(events=("start", "end"))
+    for offset in range(0, len(xml), _FEED):
+        parser.feed(xml[offset : offset + _FEED])
+        yield list(parser.read_events())
+    parser.close()
+    yield list(parser.read_events())
+
+
+def _stream_document(xml: str, fields: _Fields, doc: OmeDocument) -> str | None:
+    """Fill ``doc`` from ``xml``; the problem if it is not an OME document.
+
+    Elements are dropped once read: the children of ``Pixels`` (planes, TiffData,
+    channels) as each ends, and everything outside ``Image`` elements (annotations,
+    instruments, ...), which toile does not read. The rest of an ``Image`` is small
+    and is read when the ``Image`` ends.
+    """
+    path: list[str] = []  # local names of the open elements, root first
+    open_elements: list[ElementTree.Element] = []
+    # per open element: how many of its first children ended and were dropped
+    dropped: list[int] = []
+    image_count = 0
+    planes, tiff_data, channels = PlaneTable(), TiffDataTable(), []
+    for batch in _batches(xml):
+        for event, element in batch:
+            if event == "start":
+                name = _local(element.tag)
+                if not path:
+                    if name != "OME":
+                        return f"OME-XML root element is <{name}>, not <OME>"
+                    doc.uuid = fields.uuid(element.attrib.get("UUID"), "UUID")
+                elif name == "Pixels" and path == ["OME", "Image"]:
+                    planes, tiff_data, channels = PlaneTable(), TiffDataTable(), []
+                path.append(name)
+                open_elements.append(element)
+                dropped.append(0)
+                continue
+            name = path.pop()
+            open_elements.pop()
+            dropped.pop()
+            in_image = len(path) >= 2 and path[1] == "Image"
+            if path == ["OME", "Image", "Pixels"]:
+                if name == "Plane":
+                    planes.append(_parse_plane(element, fields))
+                elif name == "TiffData":
+                    tiff_data.append(_parse_tiff_data(element, fields))
+                elif name == "Channel":
+                    channels.append(_parse_channel(element, fields))
+            elif path == ["OME"] and name == "Image":
+                parsed = _parse_image(element, image_count, fields, channels, planes, tiff_data)
+                image_count += 1
+                planes, tiff_data, channels = PlaneTable(), TiffDataTable(), []
+                if parsed is not None:
+                    if doc.uuid is not None:
+                        parsed["uuid"] = doc.uuid
+                    doc.images.append(parsed)
+            elif path == ["OME"] and name == "BinaryOnly" and doc.binary_only is None:
+                doc.binary_only = BinaryOnly(
+                    metadata_file=element.attrib.get("MetadataFile"),
+                    uuid=fields.uuid(element.attrib.get("UUID"), "BinaryOnly UUID"),
+                )
+            elif in_image:
+                continue  # part of an Image (or of a Pixels child): read when that ends
+            # Done with this element: free its subtree now, and unlink it from its parent
+            # after the batch (it is among the parent's first children: the siblings that
+            # follow it started after it ended).
+            element.clear()
+            if dropped:
+                dropped[-1] += 1
+        for parent, count in zip(open_elements, dropped, strict=True):
+            if count:
+                del parent[:count]
+        dropped = [0] * len(dropped)
+    return None
 
 
 def parse_ome(xml: str, source: str) -> list[dict]:
@@ -254,7 +458,15 @@ def parse_ome(xml: str, source: str) -> list[dict]:
     return [] if doc is None else doc.images
 
 
-def _parse_image(image: ElementTree.Element, index: int, fields: _Fields) -> dict | None:
+def _parse_image(
+    image: ElementTree.Element,
+    index: int,
+    fields: _Fields,
+    channels: list[dict],
+    planes: PlaneTable,
+    tiff_data: TiffDataTable,
+) -> dict | None:
+    """One image's metadata; its channels, planes and TiffData were read while streaming."""
     pixels = _child(image, "Pixels")
     if pixels is None:
         fields.warn(f"Image {index}", "has no Pixels element")
@@ -301,7 +513,7 @@ def _parse_image(image: ElementTree.Element, index: int, fields: _Fields) -> dic
             out["dimension_order"] = order
         else:
             fields.warn("DimensionOrder", f"invalid {order!r}")
-    out["channels"] = [_parse_channel(ch, fields) for ch in _children(pixels, "Channel")]
+    out["channels"] = channels
     if "size_c" in out and out["channels"]:
         samples = sum(ch.get("samples_per_pixel", 1) for ch in out["channels"])
         if samples != out["size_c"]:
@@ -322,8 +534,8 @@ def _parse_image(image: ElementTree.Element, index: int, fields: _Fields) -> dic
             if value is not None:
                 label[axis.lower()] = value
         out["stage_label"] = label
-    out["planes"] = [_parse_plane(plane, fields) for plane in _children(pixels, "Plane")]
-    out["tiff_data"] = [_parse_tiff_data(td, fields) for td in _children(pixels, "TiffData")]
+    out["planes"] = planes
+    out["tiff_data"] = tiff_data
     return out
 
 
@@ -411,27 +623,67 @@ def plane_order(image: dict) -> tuple[str, dict[str, int]]:
     return order, sizes
 
 
-def plane_map(
+@dataclass
+class PlaneLocations:
+    """Where each (c, z, t) plane of an image is stored, as compact arrays.
+
+    Plane (c, z, t) is entry ``(t * size_z + z) * size_c + c``: ``ifd`` holds its IFD
+    (-1 where no TiffData locates it) and ``refs[ref[i]]`` the ``(file_name, uuid)`` of
+    its file (file_name None: the document's own file). A few bytes per plane, where a
+    dict of :class:`PlaneRef` would take a few hundred.
+    """
+
+    size_c: int
+    size_z: int
+    size_t: int
+    ifd: array
+    ref: array
+    refs: list[tuple[str | None, str | None]]
+
+    def index(self, c: int, z: int, t: int) -> int:
+        return (t * self.size_z + z) * self.size_c + c
+
+    def get(self, c: int, z: int, t: int) -> PlaneRef | None:
+        i = self.index(c, z, t)
+        if self.ifd[i] < 0:
+            return None
+        file_name, uuid = self.refs[self.ref[i]]
+        return PlaneRef(file_name, uuid, self.ifd[i])
+
+    def missing(self) -> Iterator[tuple[int, int, int]]:
+        """The (c, z, t) planes no TiffData locates, in (t, z, c) order."""
+        for i, value in enumerate(self.ifd):
+            if value < 0:
+                rest, c = divmod(i, self.size_c)
+                t, z = divmod(rest, self.size_z)
+                yield c, z, t
+
+
+def plane_locations(
     image: dict, ifd_count: int | None = None, first_ifd: int = 0
-) -> dict[tuple[int, int, int], PlaneRef]:
-    """Map each (c, z, t) plane of ``image`` to the file and IFD holding it.
+) -> PlaneLocations:
+    """Locate each (c, z, t) plane of ``image``: the file and IFD holding it.
 
     Follows the OME-TIFF rules: a TiffData covers ``PlaneCount`` consecutive
     IFDs from ``IFD`` and consecutive planes (in DimensionOrder) from
     (FirstC, FirstZ, FirstT); a TiffData with neither IFD nor PlaneCount covers
     the rest of its file (``ifd_count`` IFDs in the document's own file). With
     no TiffData at all, planes are the IFDs of the document's file from
-    ``first_ifd``, in DimensionOrder. ``file_name`` None means the document's file.
+    ``first_ifd``, in DimensionOrder. A later TiffData wins over an earlier one.
     """
     order, sizes = plane_order(image)
-    total = sizes["C"] * sizes["Z"] * sizes["T"]
+    size_c, size_z, size_t = sizes["C"], sizes["Z"], sizes["T"]
+    total = size_c * size_z * size_t
+    # DimensionOrder position -> storage index, dimension by dimension (fastest first)
+    strides = {"C": 1, "Z": size_c, "T": size_c * size_z}
+    dims = [(sizes[d], strides[d]) for d in order]
 
-    def coords(linear: int) -> tuple[int, int, int]:
-        pos = {}
-        for dim in order:
-            pos[dim] = linear % sizes[dim]
-            linear //= sizes[dim]
-        return pos["C"], pos["Z"], pos["T"]
+    def storage(linear: int) -> int:
+        index = 0
+        for size, stride in dims:
+            linear, position = divmod(linear, size)
+            index += position * stride
+        return index
 
     def linear_index(c: int, z: int, t: int) -> int:
         pos = {"C": c, "Z": z, "T": t}
@@ -440,23 +692,43 @@ def plane_map(
             index = index * sizes[dim] + pos[dim]
         return index
 
-    result: dict[tuple[int, int, int], PlaneRef] = {}
+    ifd = array("q", [-1]) * total
+    ref = array("l", [0]) * total
+    refs: list[tuple[str | None, str | None]] = [(None, None)]
+    ref_ids = {refs[0]: 0}
     tiff_data = image.get("tiff_data") or []
     if not tiff_data:
         for linear in range(total):
-            result[coords(linear)] = PlaneRef(None, None, first_ifd + linear)
-        return result
+            ifd[storage(linear)] = first_ifd + linear
     for entry in tiff_data:
         start = linear_index(entry["first_c"], entry["first_z"], entry["first_t"])
         count = entry.get("plane_count")
+        file_name = entry.get("file_name")
         if count is None:
             count = total - start
-            if ifd_count is not None and entry.get("file_name") is None:
+            if ifd_count is not None and file_name is None:
                 count = min(count, ifd_count - entry["ifd"])
-        for k in range(max(0, count)):
-            if start + k >= total:
-                break
-            result[coords(start + k)] = PlaneRef(
-                entry.get("file_name"), entry.get("uuid"), entry["ifd"] + k
-            )
+        key = (file_name, entry.get("uuid"))
+        ref_id = ref_ids.setdefault(key, len(refs))
+        if ref_id == len(refs):
+            refs.append(key)
+        for k in range(max(0, min(count, total - start))):
+            i = storage(start + k)
+            ifd[i] = entry["ifd"] + k
+            ref[i] = ref_id
+    return PlaneLocations(size_c, size_z, size_t, ifd, ref, refs)
+
+
+def plane_map(
+    image: dict, ifd_count: int | None = None, first_ifd: int = 0
+) -> dict[tuple[int, int, int], PlaneRef]:
+    """:func:`plane_locations` as a dict from (c, z, t) to :class:`PlaneRef` (small images)."""
+    locations = plane_locations(image, ifd_count, first_ifd)
+    result: dict[tuple[int, int, int], PlaneRef] = {}
+    for t in range(locations.size_t):
+        for z in range(locations.size_z):
+            for c in range(locations.size_c):
+                found = locations.get(c, z, t)
+                if found is not None:
+                    result[(c, z, t)] = found
     return result

@@ -25,13 +25,15 @@ type), else when the frame is read (truncated or corrupt page data).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import re
 import struct
 import sys
+from array import array
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -367,7 +369,15 @@ class RecordingReader:
         self.source = source
         self._files: OrderedDict[Path, tifffile.TiffFile] = OrderedDict()
         self._main: tifffile.TiffFile | None = None
-        self._planes_meta: dict[tuple[int, int, int], dict] = {}
+        # Where each plane is, by storage index (t * size_z + z) * size_c + c: either
+        # tifffile pages (a stack without OME-XML) or an IFD and a (file, UUID) entry.
+        self._pages: list | None = None
+        self._plane_ifd: Sequence[int] = ()
+        self._plane_ref: Sequence[int] = ()
+        self._plane_files: list[tuple[Path, str | None]] = []
+        # The OME Plane metadata, and the row of it that describes each plane (-1: none).
+        self._plane_table: Sequence[dict] = ()
+        self._plane_rows: Sequence[int] = ()
         self._uuids_multifile = False
         try:
             self._open(channel)
@@ -429,42 +439,44 @@ class RecordingReader:
         for previous in doc.images[:index]:
             _, prev_sizes = ome.plane_order(previous)
             first_ifd += math.prod(prev_sizes.values())
-        refs = ome.plane_map(image, ifd_count=n_pages, first_ifd=first_ifd)
-        files = self._resolve_files(path, doc, image, refs)
-        planes: dict[tuple[int, int, int], _Plane] = {}
-        for key, ref in refs.items():
-            file = files[ref.file_name]
-            planes[key] = _Plane(file, ref.ifd, ref.uuid or (doc.uuid if file == path else None))
-        missing = [
-            (c, z, t)
-            for t in range(size_t)
-            for z in range(size_z)
-            for c in range(size_c)
-            if (c, z, t) not in planes
+        locations = ome.plane_locations(image, ifd_count=n_pages, first_ifd=first_ifd)
+        files = self._resolve_files(path, doc, locations.refs)
+        self._plane_files = [
+            (files[name], uuid or (doc.uuid if files[name] == path else None))
+            for name, uuid in locations.refs
         ]
+        self._plane_ifd, self._plane_ref = locations.ifd, locations.ref
+        self._size_c_planes, self._size_z, self._size_t = size_c, size_z, size_t
         described = (
             f"SizeC={image.get('size_c', 1)} SizeZ={size_z} SizeT={size_t}: "
             f"{size_c * size_z * size_t} planes"
         )
+        missing = list(itertools.islice(locations.missing(), 1))
         if missing:
             c, z, t = missing[0]
+            count = sum(1 for _ in locations.missing())
             raise InputError(
                 path,
                 f"OME-XML describes {described}, but no TiffData locates "
-                f"{len(missing)} of them (first: c={c} z={z} t={t}; "
+                f"{count} of them (first: c={c} z={z} t={t}; "
                 f"this file holds {n_pages} pages)",
             )
-        in_main = [p.ifd for p in planes.values() if p.file == path]
-        if in_main and max(in_main) >= n_pages:
+        used = set(locations.ref)
+        main_refs = {r for r in used if self._plane_files[r][0] == path}
+        in_main, last_in_main = 0, -1
+        for ifd, r in zip(locations.ifd, locations.ref, strict=True):
+            if r in main_refs:
+                in_main += 1
+                last_in_main = max(last_in_main, ifd)
+        if last_in_main >= n_pages:
             raise InputError(
                 path,
-                f"OME-XML describes {described} ({len(in_main)} in this file), "
+                f"OME-XML describes {described} ({in_main} in this file), "
                 f"but the file holds only {n_pages} pages",
             )
-        self._grid = {key: plane for key, plane in planes.items()}
-        self._size_c_planes, self._size_z, self._size_t = size_c, size_z, size_t
-        distinct = {p.file for p in planes.values()}
+        distinct = {self._plane_files[r][0] for r in used}
         self._uuids_multifile = len(distinct) > 1
+        planes = {(0, 0, 0): self._plane_at(0, 0, 0)}
         # the first plane fixes the frame geometry; check it against the OME-XML
         first = self._page(planes[(0, 0, 0)])
         self._set_geometry(first, planes[(0, 0, 0)].file)
@@ -488,10 +500,16 @@ class RecordingReader:
                 path, f"OME-XML says pixel type {ome_dtype}, but the pixel data are {self._dtype}"
             )
         if in_main:
-            self._check_data_end(tif, path, max(in_main))
-        for plane in image.get("planes", []):
-            key = (plane.get("t_index", 0), plane.get("z_index", 0), plane.get("c_index", 0))
-            self._planes_meta.setdefault(key, plane)
+            self._check_data_end(tif, path, last_in_main)
+        table = image.get("planes") or ()
+        rows = array("l", [-1]) * (size_c * size_z * size_t)
+        for row, plane in enumerate(table):
+            t, z, c = (plane.get("t_index", 0), plane.get("z_index", 0), plane.get("c_index", 0))
+            if 0 <= t < size_t and 0 <= z < size_z and 0 <= c < size_c:
+                i = (t * size_z + z) * size_c + c
+                if rows[i] < 0:  # the first Plane element of a plane wins
+                    rows[i] = row
+        self._plane_table, self._plane_rows = table, rows
         names = []
         channels = image.get("channels") or []
         for c in range(size_c):
@@ -513,11 +531,11 @@ class RecordingReader:
         }
 
     def _resolve_files(
-        self, path: Path, doc: ome.OmeDocument, image: dict, refs: dict
+        self, path: Path, doc: ome.OmeDocument, refs: list[tuple[str | None, str | None]]
     ) -> dict[str | None, Path]:
         """Map each file name referenced by TiffData to a path; raise on a missing file."""
-        names = {ref.file_name for ref in refs.values()} - {None}
-        uuids = {ref.file_name: ref.uuid for ref in refs.values()}
+        names = {name for name, _ in refs} - {None}
+        uuids = dict(refs)
         files: dict[str | None, Path] = {None: path}
         missing = []
         for name in sorted(names):
@@ -603,7 +621,7 @@ class RecordingReader:
             if a not in "ZC"
         ]
         size_t = math.prod(n for _, n in time_dims)
-        grid: dict[tuple[int, int, int], _Plane] = {}
+        ordered: list = []
         for t in range(size_t):
             index = [0] * len(lead_axes)
             rest = t
@@ -617,9 +635,8 @@ class RecordingReader:
                     if "C" in lead_axes:
                         index[lead_axes.index("C")] = c
                     k = int(np.ravel_multi_index(index, lead_shape)) if lead_axes else 0
-                    page = pages[k]
-                    grid[(c, z, t)] = _Plane(path, page.index, None, page)
-        self._grid = grid
+                    ordered.append(pages[k])
+        self._pages = ordered
         self._size_c_planes, self._size_z, self._size_t = size_c, size_z, size_t
         self._set_geometry(pages[0], path)
         self._check_data_end(tif, path, None, pages[-1])
@@ -750,6 +767,22 @@ class RecordingReader:
             _, old = self._files.popitem(last=False)
             old.close()
         return tif
+
+    def _plane_at(self, c: int, z: int, t: int) -> _Plane:
+        """Where plane (c, z, t) is stored."""
+        i = (t * self._size_z + z) * self._size_c_planes + c
+        if self._pages is not None:
+            page = self._pages[i]
+            return _Plane(self._path, page.index, None, page)
+        file, uuid = self._plane_files[self._plane_ref[i]]
+        return _Plane(file, self._plane_ifd[i], uuid)
+
+    def _plane_meta(self, t: int, z: int, c: int) -> dict | None:
+        """The OME Plane metadata of plane (c, z, t), if the document has it."""
+        if not self._plane_rows:
+            return None
+        row = self._plane_rows[(t * self._size_z + z) * self._size_c_planes + c]
+        return None if row < 0 else self._plane_table[row]
 
     def _page(self, plane: _Plane) -> Any:
         if plane.page is not None:
@@ -932,14 +965,14 @@ class RecordingReader:
         samples = self._samples
         if samples == 1:
             for i, c in enumerate(self._channels):
-                self._read_plane(self._grid[(c, z, t)], planes[i], None)
+                self._read_plane(self._plane_at(c, z, t), planes[i], None)
         elif self._selected is not None:
             c, s = divmod(self._selected, samples)
-            self._read_plane(self._grid[(c, z, t)], planes[0], s)
+            self._read_plane(self._plane_at(c, z, t), planes[0], s)
         else:
             for c in range(self._size_c_planes):
                 view = planes[c * samples : (c + 1) * samples]
-                self._read_plane(self._grid[(c, z, t)], view, None)
+                self._read_plane(self._plane_at(c, z, t), view, None)
         return out
 
     def frame_metadata(self, index: int) -> dict:
@@ -949,13 +982,13 @@ class RecordingReader:
         plane_cs = sorted({c // self._samples for c in self._channels})
         if self._selected is not None:
             meta["c_index"] = self._selected
-        plane = self._planes_meta.get((t, z, plane_cs[0]))
+        plane = self._plane_meta(t, z, plane_cs[0])
         if plane is None:
             plane = next(
                 (
-                    self._planes_meta[(t, z, c)]
+                    found
                     for c in range(self._size_c_planes)
-                    if (t, z, c) in self._planes_meta
+                    if (found := self._plane_meta(t, z, c)) is not None
                 ),
                 {},
             )
@@ -967,7 +1000,7 @@ class RecordingReader:
             if key in plane:
                 meta[key] = plane[key]
         if self._uuids_multifile:
-            uuids = [self._grid[(c, z, t)].uuid for c in plane_cs]
+            uuids = [self._plane_at(c, z, t).uuid for c in plane_cs]
             if len(set(uuids)) == 1:
                 if uuids[0] is not None:
                     meta["uuid"] = uuids[0]
