@@ -241,3 +241,106 @@ def test_plane_map_rules() -> None:
     (image,) = ome.parse_ome(xml, "x")
     refs = ome.plane_map(image)
     assert refs == {(0, 0, 1): ome.PlaneRef(None, None, 7), (0, 0, 0): ome.PlaneRef(None, None, 3)}
+
+
+# --- streaming parse and compact tables -------------------------------------------------
+
+
+def test_table_rows_keep_exactly_the_fields_present() -> None:
+    uuid = "urn:uuid:659dc8f0-3839-4594-bd3e-41625b4736ef"
+    inner = (
+        '<TiffData IFD="3" PlaneCount="2"><UUID FileName="a.ome.tif">' + uuid + "</UUID></TiffData>"
+        '<TiffData FirstT="1"><UUID>' + uuid + "</UUID></TiffData>"
+        "<TiffData/>"
+        '<Plane TheT="0" TheZ="0" TheC="0" DeltaT="2" DeltaTUnit="ms" PositionX="1.5" PositionXUnit="nm"/>'
+        '<Plane TheT="1" DeltaT="oops"/>'
+    )
+    (image,) = ome.parse_ome(_doc(inner=inner), "x")
+    assert list(image["tiff_data"]) == [
+        {
+            "ifd": 3,
+            "first_c": 0,
+            "first_z": 0,
+            "first_t": 0,
+            "plane_count": 2,
+            "file_name": "a.ome.tif",
+            "uuid": "659dc8f0-3839-4594-bd3e-41625b4736ef",
+        },
+        {
+            "ifd": 0,
+            "first_c": 0,
+            "first_z": 0,
+            "first_t": 1,
+            "plane_count": None,
+            "file_name": None,
+            "uuid": "659dc8f0-3839-4594-bd3e-41625b4736ef",
+        },
+        {"ifd": 0, "first_c": 0, "first_z": 0, "first_t": 0, "plane_count": None},
+    ]
+    planes = image["planes"]
+    assert planes[0] == {
+        "t_index": 0,
+        "z_index": 0,
+        "c_index": 0,
+        "delta_t": pytest.approx(0.002),
+        "position_x": pytest.approx(0.0015),
+    }
+    assert planes[-1] == {"t_index": 1, "z_index": 0, "c_index": 0}  # bad DeltaT left out
+    assert planes[1:] == [planes[1]] and len(planes) == 2
+    with pytest.raises(IndexError):
+        planes[2]
+
+
+def _long_document(planes: int) -> str:
+    uuid = "urn:uuid:659dc8f0-3839-4594-bd3e-41625b4736ef"
+    tiff_data = "".join(
+        f'<TiffData FirstT="{t}" IFD="{t}" PlaneCount="1">'
+        f'<UUID FileName="rec.ome.tif">{uuid}</UUID></TiffData>'
+        for t in range(planes)
+    )
+    plane = "".join(
+        f'<Plane TheT="{t}" TheZ="0" TheC="0" DeltaT="{t * 0.5}" PositionX="1.0" '
+        'PositionY="2.0" PositionZ="3.0" ExposureTime="0.01"/>'
+        for t in range(planes)
+    )
+    annotations = "".join(
+        f'<MapAnnotation ID="Annotation:{i}"><Value><M K="k">{i}</M></Value></MapAnnotation>'
+        for i in range(planes)
+    )
+    return (
+        f'<OME xmlns="{NS}" UUID="{uuid}"><Image ID="Image:0"><Pixels ID="Pixels:0" '
+        f'DimensionOrder="XYCZT" Type="uint16" SizeX="4" SizeY="3" SizeZ="1" SizeC="1" '
+        f'SizeT="{planes}"><Channel ID="Channel:0:0"/>{tiff_data}{plane}</Pixels></Image>'
+        f"<StructuredAnnotations>{annotations}</StructuredAnnotations></OME>"
+    )
+
+
+def test_a_long_document_is_parsed_in_bounded_memory() -> None:
+    # A whole element tree of this document takes about 60 MB; streaming keeps a few.
+    import tracemalloc
+
+    planes = 20_000
+    xml = _long_document(planes)
+    tracemalloc.start()
+    try:
+        (image,) = ome.parse_ome(xml, "long")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(image["planes"]) == planes and len(image["tiff_data"]) == planes
+    assert image["planes"][planes - 1]["delta_t"] == (planes - 1) * 0.5
+    assert image["tiff_data"][123]["ifd"] == 123
+    assert peak < 12 * 2**20, f"parsing peaked at {peak / 2**20:.1f} MiB"
+    locations = ome.plane_locations(image)
+    assert locations.get(0, 0, planes - 1) == ome.PlaneRef(
+        "rec.ome.tif", "659dc8f0-3839-4594-bd3e-41625b4736ef", planes - 1
+    )
+    assert next(locations.missing(), None) is None
+
+
+def test_no_field_warnings_for_a_document_that_fails(caplog: pytest.LogCaptureFixture) -> None:
+    broken = _doc(inner='<Plane TheT="0" DeltaT="oops"/>').replace("</Image>", "")
+    with caplog.at_level(logging.WARNING, logger="toile.ome"):
+        assert ome.parse_ome(broken, "broken.tif") == []
+    assert len(caplog.records) == 1
+    assert "malformed" in caplog.records[0].getMessage()
