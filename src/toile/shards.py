@@ -53,8 +53,10 @@ GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 Buffer = bytes | bytearray | memoryview
 
 #: Samples are written (and hashed) in batches of at least this many bytes: one system
-#: call and one hashing task per batch instead of per sample, which matters for small frames.
-WRITE_BATCH = 1024 * 1024
+#: call and one hashing task per batch instead of per sample, which matters for small
+#: frames. Up to ``_Hasher.MAX_PENDING`` batches wait for their hash, so this also bounds
+#: the bytes an export holds (tests/test_streaming.py).
+WRITE_BATCH = 256 * 1024
 
 #: Buffers per writev call (Linux's IOV_MAX).
 _IOV_MAX = 1024
