@@ -284,6 +284,35 @@ def test_ome_page_of_another_shape(tmp_path: Path) -> None:
             reader.read_frame(2)
 
 
+@pytest.mark.parametrize(
+    ("byteorder", "dtype", "bigtiff"),
+    [("<", "uint16", False), (">", "int16", False), ("<", "uint8", True), (">", "float32", True)],
+)
+def test_ome_stack_planes_are_read_from_their_ifds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, byteorder: str, dtype: str, bigtiff: bool
+) -> None:
+    # Plain strips of the main file are read straight from each IFD's tags, without a
+    # tifffile page object per frame; the pixels must be the same.
+    frames = _frames(12, (9, 11), dtype)
+    path = tmp_path / "plain.ome.tif"
+    tifffile.imwrite(
+        path, frames, ome=True, byteorder=byteorder, bigtiff=bigtiff, metadata={"axes": "TYX"}
+    )
+    with open_recording(_source(path)) as reader:
+        calls = []
+        original = tifffile.TiffPages.__getitem__
+
+        def counted(self, key):
+            calls.append(key)
+            return original(self, key)
+
+        monkeypatch.setattr(tifffile.TiffPages, "__getitem__", counted)
+        data = np.stack([reader.read_frame(i) for i in range(reader.n_frames)])
+    assert data.dtype == np.dtype(dtype) and data.dtype.isnative
+    assert np.array_equal(data, frames)
+    assert calls == []
+
+
 def test_ome_size_contradicts_pages(tmp_path: Path) -> None:
     path = write_ome_tiff(tmp_path / "short.ome.tif", _frames(10, (8, 8)))
     with tifffile.TiffFile(path) as tif:

@@ -250,6 +250,27 @@ def _read_tags(tif: tifffile.TiffFile, offset: int, codes: tuple[int, ...]) -> d
     return out
 
 
+def _ifd_offsets(tif: tifffile.TiffFile, limit: int) -> array | None:
+    """Offsets of the first ``limit`` IFDs of ``tif``, following the chain; None if shorter."""
+    fmt = tif.tiff
+    fh = tif.filehandle
+    size = fh.size
+    offsets = array("q")
+    offset = tif.pages.first.offset
+    while offset and len(offsets) < limit:
+        if offset + fmt.tagnosize > size:
+            return None
+        offsets.append(offset)
+        fh.seek(offset)
+        count = struct.unpack(fmt.tagnoformat, fh.read(fmt.tagnosize))[0]
+        fh.seek(offset + fmt.tagnosize + count * fmt.tagsize)
+        raw = fh.read(fmt.offsetsize)
+        if len(raw) < fmt.offsetsize:
+            break
+        offset = struct.unpack(fmt.offsetformat, raw)[0]
+    return offsets if len(offsets) == limit else None
+
+
 def _is_raw(kf: Any) -> bool:
     """Pages like ``kf`` store their samples as is: readable straight into an array."""
     return (
@@ -281,6 +302,22 @@ _STRIP_OFFSETS, _SAMPLES_PER_PIXEL, _STRIP_BYTE_COUNTS = 273, 277, 279
 _FILL_ORDER, _PREDICTOR, _TILE_WIDTH, _SAMPLE_FORMAT = 266, 317, 322, 339
 _TAG_TYPES = {3: "H", 4: "I", 16: "Q"}  # SHORT, LONG, LONG8
 _SAMPLE_FORMAT_KINDS = {1: "u", 2: "i", 3: "f"}
+#: Tags a plane of the main file is checked against before it is read directly.
+_RAW_TAGS = frozenset(
+    (
+        _IMAGE_WIDTH,
+        _IMAGE_LENGTH,
+        _BITS_PER_SAMPLE,
+        _COMPRESSION,
+        _STRIP_OFFSETS,
+        _SAMPLES_PER_PIXEL,
+        _STRIP_BYTE_COUNTS,
+        _FILL_ORDER,
+        _PREDICTOR,
+        _TILE_WIDTH,
+        _SAMPLE_FORMAT,
+    )
+)
 
 
 def _first_ifd_tags(fh: Any) -> tuple[str, dict[int, tuple[int, ...]]] | None:
@@ -379,6 +416,8 @@ class RecordingReader:
         self._plane_table: Sequence[dict] = ()
         self._plane_rows: Sequence[int] = ()
         self._uuids_multifile = False
+        # IFD offsets of the main file, when its planes can be read without tifffile pages
+        self._main_ifds: array | None = None
         try:
             self._open(channel)
         except (
@@ -487,6 +526,10 @@ class RecordingReader:
                 tif.pages.set_keyframe(planes[(0, 0, 0)].ifd)
             except Exception as exc:
                 raise InputError(path, f"corrupt TIFF ({exc})") from exc
+            if self._samples == 1 and _is_raw(first.keyframe):
+                # plain strips: each plane is read from its IFD's tags, without a tifffile
+                # page object per frame
+                self._main_ifds = _ifd_offsets(tif, n_pages)
         expected = (image.get("size_y"), image.get("size_x"))
         if None not in expected and expected != (self._height, self._width):
             raise InputError(
@@ -799,14 +842,12 @@ class RecordingReader:
 
     def _read_plane(self, plane: _Plane, out: np.ndarray, sample: int | None) -> None:
         """Read one plane into ``out`` ((S, H, W), or (H, W) for one sample)."""
-        if (
-            plane.page is None
-            and plane.ifd == 0
-            and plane.file != self._path
-            and self._samples == 1
-            and self._read_single_raw(plane.file, out)
-        ):
-            return
+        if plane.page is None and self._samples == 1:
+            if plane.file == self._path:
+                if self._main_ifds is not None and self._read_main_raw(plane, out):
+                    return
+            elif plane.ifd == 0 and self._read_single_raw(plane.file, out):
+                return
         page = self._page(plane)
         try:
             self._read_page(page, plane, out, sample)
@@ -814,6 +855,55 @@ class RecordingReader:
             raise
         except Exception as exc:
             raise InputError(plane.file, f"cannot read page {plane.ifd} ({exc})") from exc
+
+    def _read_main_raw(self, plane: _Plane, out: np.ndarray) -> bool:
+        """Read a plane of the main file straight from the strips its IFD lists.
+
+        False (nothing read) when its IFD is anything but a plain strip image of the
+        series' shape and pixel type; tifffile's page then reads it, or reports what is
+        wrong.
+        """
+        assert self._main_ifds is not None and self._main is not None
+        if not 0 <= plane.ifd < len(self._main_ifds):
+            return False
+        tif = self._main
+        tags = _read_tags(tif, self._main_ifds[plane.ifd], _RAW_TAGS)
+
+        def one(code: int, default: int | None = None) -> int | None:
+            value = tags.get(code)
+            return value[0] if value else default
+
+        dtype = self._dtype
+        offsets = tags.get(_STRIP_OFFSETS)
+        counts = tags.get(_STRIP_BYTE_COUNTS)
+        nbytes = out.nbytes
+        if (
+            one(_IMAGE_WIDTH) != self._width
+            or one(_IMAGE_LENGTH) != self._height
+            or one(_SAMPLES_PER_PIXEL, 1) != 1
+            or one(_COMPRESSION, 1) != 1
+            or one(_FILL_ORDER, 1) != 1
+            or one(_PREDICTOR, 1) != 1
+            or _TILE_WIDTH in tags
+            or one(_BITS_PER_SAMPLE, 1) != dtype.itemsize * 8
+            or _SAMPLE_FORMAT_KINDS.get(one(_SAMPLE_FORMAT, 1) or 1) != dtype.kind
+            or not offsets
+            or not counts
+            or not _contiguous(offsets, counts)
+            or sum(counts) < nbytes
+        ):
+            return False
+        fh = tif.filehandle
+        fh.seek(offsets[0])
+        got = fh.readinto(out.reshape(-1).view(np.uint8))
+        if got != nbytes:
+            raise InputError(
+                plane.file,
+                f"truncated file: page {plane.ifd} ends {nbytes - got} bytes past the end",
+            )
+        if tif.byteorder != _NATIVE and out.dtype.itemsize > 1:
+            out.byteswap(inplace=True)
+        return True
 
     def _read_single_raw(self, file: Path, out: np.ndarray) -> bool:
         """Read the only plane of an uncompressed single-plane file of a multi-file series.
