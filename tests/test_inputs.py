@@ -283,3 +283,27 @@ def test_unreadable_directory_and_file(tmp_path: Path) -> None:
             resolve_inputs(["secret.tif"], tmp_path)
     finally:
         locked.chmod(0o755)
+
+
+@pytest.mark.parametrize("bigtiff", [False, True])
+@pytest.mark.parametrize("byteorder", ["<", ">"])
+@pytest.mark.parametrize("description", ["", "ab", "<OME>µm</OME>" * 50])
+def test_light_description_reads_what_tifffile_reads(
+    tmp_path: Path, bigtiff: bool, byteorder: str, description: str
+) -> None:
+    from toile.inputs import _light_description
+
+    path = tmp_path / "d.tif"
+    tifffile.imwrite(
+        path,
+        np.zeros((2, 4, 4), np.uint16),
+        bigtiff=bigtiff,
+        byteorder=byteorder,
+        description=description.encode() or None,
+        metadata=None,
+    )
+    with tifffile.TiffFile(path) as tif:
+        expected = tif.pages.first.description or ""
+    assert _light_description(path) == expected
+    (tmp_path / "not.tif").write_bytes(b"GIF89a" + bytes(100))
+    assert _light_description(tmp_path / "not.tif") is None
