@@ -119,6 +119,34 @@ def test_workers_two_equal_workers_one_byte_for_byte(tree, tmp_path, monkeypatch
         assert (one / name).read_bytes() == (two / name).read_bytes(), name
 
 
+@pytest.mark.parametrize("fmt", ["npy", "atdata"])
+def test_one_compressed_recording_deflated_on_threads_equals_one_thread(
+    tree, tmp_path, monkeypatch, fmt
+):
+    import toile.export as export
+
+    calls = []
+    original = export._deflate_in_threads
+
+    def counted(samples, threads):
+        calls.append(threads)
+        return original(samples, threads)
+
+    monkeypatch.setattr(export, "_deflate_in_threads", counted)
+    source = str(tree["root"] / "mouse_3_slice_2_20240315.ome.tif")
+    one, two = tmp_path / "one", tmp_path / "two"
+    args = ["--stem", "ds", "--shard-size", "6000", "--compressed", "--format", fmt]
+    assert _export(source, str(one), "--workers", "1", *args).exit_code == 0
+    assert calls == []
+    assert _export(source, str(two), "--workers", "3", *args).exit_code == 0
+    assert calls == [3]
+    names = sorted(p.name for p in one.iterdir())
+    assert len(names) > 2
+    assert names == sorted(p.name for p in two.iterdir())
+    for name in names:
+        assert (one / name).read_bytes() == (two / name).read_bytes(), name
+
+
 def test_on_error_skip_exports_the_rest_and_reports(tree, tmp_path):
     (tree["root"] / "broken.tif").write_bytes(b"II*\x00" + b"\x07" * 100)
     out = tmp_path / "skip"

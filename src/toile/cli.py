@@ -179,7 +179,9 @@ def _movie_options(frames: int) -> Callable[[Callable], Callable]:
 @_FORMAT
 @click.option("--channel", help="Export one channel only, by name or index; frames become (H, W).")
 @click.option(
-    "--workers", type=click.IntRange(min=1), help="Parallel worker processes (default: CPU count)."
+    "--workers",
+    type=click.IntRange(min=1),
+    help="Parallel workers for --compressed and --uint8 (default: CPU count).",
 )
 @click.option(
     "--on-error",

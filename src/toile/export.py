@@ -152,9 +152,13 @@ def _movie_metadata(plan: RecordingPlan, recording: Any) -> dict:
 
 
 def iter_packed(
-    plan: RecordingPlan, options: ConvertOptions, start_frame: int = 0
+    plan: RecordingPlan, options: ConvertOptions, start_frame: int = 0, threads: int = 1
 ) -> Iterator[PackedSample]:
-    """Packed samples of one recording, in frame order, from ``start_frame`` on."""
+    """Packed samples of one recording, in frame order, from ``start_frame`` on.
+
+    With ``threads`` > 1, compressed samples are deflated on that many threads (ISA-L
+    releases the GIL), still yielded in frame order.
+    """
     with _open(plan, options.channel) as recording:
         normalization = None
         mapping = None
@@ -187,11 +191,40 @@ def iter_packed(
             )
         else:
             frames = recording
-        for index, image, frame_metadata in frames:
-            if mapping is not None:
-                image = mapping.apply(image)
-            key = sample_key(plan.recording_index, index, digits)
-            yield pack_sample(key, encoder.members(key, image, frame_metadata), options.compressed)
+
+        def samples() -> Iterator[tuple[str, list]]:
+            for index, image, frame_metadata in frames:
+                if mapping is not None:
+                    image = mapping.apply(image)
+                key = sample_key(plan.recording_index, index, digits)
+                yield key, encoder.members(key, image, frame_metadata)
+
+        if threads > 1 and options.compressed:
+            yield from _deflate_in_threads(samples(), threads)
+        else:
+            for key, members in samples():
+                yield pack_sample(key, members, options.compressed)
+
+
+def _deflate_in_threads(
+    samples: Iterator[tuple[str, list]], threads: int
+) -> Iterator[PackedSample]:
+    """Pack compressed samples on ``threads`` threads; yield them in order."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    pending: deque[Future] = deque()
+    with ThreadPoolExecutor(threads, thread_name_prefix="toile-deflate") as pool:
+        try:
+            for key, members in samples:
+                pending.append(pool.submit(pack_sample, key, members, True))
+                if len(pending) >= 2 * threads:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 #: In a worker process: set by the main process when the export stops (Ctrl-C, an error).
@@ -450,6 +483,8 @@ class _Run:
     #: Called with (position, count) when a recording starts being written.
     recording: Callable[[int, int], None] = lambda position, count: None
     samples_written: int = 0
+    #: Threads that deflate samples of the recording being written (``--compressed``).
+    threads: int = 1
 
 
 def _write_all(
@@ -496,6 +531,8 @@ def _write_all(
     cpu_heavy = run.options.compressed or run.options.to_uint8
     parallel = run.workers > 1 and len(todo) > 1 and cpu_heavy and pixel_bytes >= PARALLEL_MIN_BYTES
     if not parallel:
+        # One process; deflating is still spread over threads (a single long recording)
+        run.threads = run.workers if run.options.compressed else 1
         run.workers = 1
     use_segments = on_error == "skip" or parallel
     failed: list[RecordingPlan] = []
@@ -503,7 +540,7 @@ def _write_all(
         if not use_segments:
             for position, (plan, start) in enumerate(todo):
                 run.recording(position, len(todo))
-                for sample in iter_packed(plan, run.options, start):
+                for sample in iter_packed(plan, run.options, start, run.threads):
                     writer.add(sample, f"{plan.label}: frame {sample.key}")
                     run.samples_written += 1
                     run.progress(1)
