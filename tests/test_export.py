@@ -119,23 +119,25 @@ def test_workers_two_equal_workers_one_byte_for_byte(tree, tmp_path, monkeypatch
         assert (one / name).read_bytes() == (two / name).read_bytes(), name
 
 
-@pytest.mark.parametrize("fmt", ["npy", "atdata"])
-def test_one_compressed_recording_deflated_on_threads_equals_one_thread(
-    tree, tmp_path, monkeypatch, fmt
-):
+@pytest.mark.parametrize(
+    "extra",
+    [["--compressed"], ["--compressed", "--format", "atdata"], ["--compressed", "--uint8"]],
+    ids=["gz", "gz-atdata", "gz-uint8"],
+)
+def test_one_recording_encoded_on_threads_equals_one_thread(tree, tmp_path, monkeypatch, extra):
     import toile.export as export
 
     calls = []
-    original = export._deflate_in_threads
+    original = export._encode_in_threads
 
-    def counted(samples, threads):
+    def counted(encode, frames, threads):
         calls.append(threads)
-        return original(samples, threads)
+        return original(encode, frames, threads)
 
-    monkeypatch.setattr(export, "_deflate_in_threads", counted)
+    monkeypatch.setattr(export, "_encode_in_threads", counted)
     source = str(tree["root"] / "mouse_3_slice_2_20240315.ome.tif")
     one, two = tmp_path / "one", tmp_path / "two"
-    args = ["--stem", "ds", "--shard-size", "6000", "--compressed", "--format", fmt]
+    args = ["--stem", "ds", "--shard-size", "6000", *extra]
     assert _export(source, str(one), "--workers", "1", *args).exit_code == 0
     assert calls == []
     assert _export(source, str(two), "--workers", "3", *args).exit_code == 0

@@ -456,3 +456,16 @@ def test_two_passes_over_a_tiff_file(tmp_path: Path) -> None:
     for c in range(2):
         lo, hi = np.percentile(stack[:, c], [0.5, 99.5], method="lower")
         np.testing.assert_array_equal(out[:, c], reference(stack[:, c], float(lo), float(hi)))
+
+
+def test_apply_from_several_threads_at_once() -> None:
+    # The arithmetic mapping keeps scratch planes per thread.
+    from concurrent.futures import ThreadPoolExecutor
+
+    frames = [random_stack("uint16", shape=(64, 64), seed=s) for s in range(32)]
+    mapping = Uint8Mapping("minmax", (100.0,), (60000.0,), "uint16")
+    inside = [np.clip(f, 100, 60000) for f in frames]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(mapping.apply, inside))
+    for frame, got in zip(inside, results, strict=True):
+        np.testing.assert_array_equal(got, reference(frame, 100.0, 60000.0))

@@ -156,8 +156,9 @@ def iter_packed(
 ) -> Iterator[PackedSample]:
     """Packed samples of one recording, in frame order, from ``start_frame`` on.
 
-    With ``threads`` > 1, compressed samples are deflated on that many threads (ISA-L
-    releases the GIL), still yielded in frame order.
+    With ``threads`` > 1, compressed samples are encoded (mapped to uint8 if asked, and
+    deflated) on that many threads (see :func:`_encode_in_threads`), still yielded in
+    frame order.
     """
     with _open(plan, options.channel) as recording:
         normalization = None
@@ -192,32 +193,36 @@ def iter_packed(
         else:
             frames = recording
 
-        def samples() -> Iterator[tuple[str, list]]:
-            for index, image, frame_metadata in frames:
-                if mapping is not None:
-                    image = mapping.apply(image)
-                key = sample_key(plan.recording_index, index, digits)
-                yield key, encoder.members(key, image, frame_metadata)
+        def encode(index: int, image: np.ndarray, frame_metadata: dict) -> PackedSample:
+            if mapping is not None:
+                image = mapping.apply(image)
+            key = sample_key(plan.recording_index, index, digits)
+            return pack_sample(key, encoder.members(key, image, frame_metadata), options.compressed)
 
         if threads > 1 and options.compressed:
-            yield from _deflate_in_threads(samples(), threads)
+            yield from _encode_in_threads(encode, frames, threads)
         else:
-            for key, members in samples():
-                yield pack_sample(key, members, options.compressed)
+            for frame in frames:
+                yield encode(*frame)
 
 
-def _deflate_in_threads(
-    samples: Iterator[tuple[str, list]], threads: int
+def _encode_in_threads(
+    encode: Callable[..., PackedSample], frames: Iterator[tuple], threads: int
 ) -> Iterator[PackedSample]:
-    """Pack compressed samples on ``threads`` threads; yield them in order."""
+    """``encode`` each frame on ``threads`` threads; yield the samples in frame order.
+
+    Deflate (ISA-L) and the uint8 mapping (numpy) release the GIL, so a single
+    recording's CPU-heavy encoding spreads over cores; frames are read in order by the
+    caller, and each frame's array is its own.
+    """
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
     pending: deque[Future] = deque()
-    with ThreadPoolExecutor(threads, thread_name_prefix="toile-deflate") as pool:
+    with ThreadPoolExecutor(threads, thread_name_prefix="toile-encode") as pool:
         try:
-            for key, members in samples:
-                pending.append(pool.submit(pack_sample, key, members, True))
+            for frame in frames:
+                pending.append(pool.submit(encode, *frame))
                 if len(pending) >= 2 * threads:
                     yield pending.popleft().result()
             while pending:
@@ -531,7 +536,8 @@ def _write_all(
     cpu_heavy = run.options.compressed or run.options.to_uint8
     parallel = run.workers > 1 and len(todo) > 1 and cpu_heavy and pixel_bytes >= PARALLEL_MIN_BYTES
     if not parallel:
-        # One process; deflating is still spread over threads (a single long recording)
+        # One process; deflating still spreads over threads (one long recording). The uint8
+        # mapping alone does not pay for them: measured slower on 2 cores.
         run.threads = run.workers if run.options.compressed else 1
         run.workers = 1
     use_segments = on_error == "skip" or parallel

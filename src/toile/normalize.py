@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -334,8 +335,9 @@ class Uint8Mapping:
     _luts: dict[str, np.ndarray] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
-    _work: dict[tuple[int, ...], np.ndarray] = field(
-        default_factory=dict, init=False, repr=False, compare=False
+    # int32 scratch planes of the arithmetic mapping, one set per thread
+    _work: threading.local = field(
+        default_factory=threading.local, init=False, repr=False, compare=False
     )
 
     @property
@@ -406,9 +408,10 @@ class Uint8Mapping:
             or (lo > info.min and src.min() < lo)
         ):
             return False
-        work = self._work.get(src.shape)
+        buffers = self._work.__dict__.setdefault("buffers", {})
+        work = buffers.get(src.shape)
         if work is None:
-            work = self._work[src.shape] = np.empty(src.shape, dtype=np.int32)
+            work = buffers[src.shape] = np.empty(src.shape, dtype=np.int32)
         if lo == 0:
             np.multiply(src, 255, out=work, dtype=np.int32)
         else:
