@@ -10,6 +10,7 @@ example runs under a hard time limit so that a hang fails instead of blocking.
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import tempfile
@@ -32,7 +33,7 @@ from toile.writers import write_imagej_stack, write_ome_tiff, write_prairie_seri
 #: Seconds one example may take before it counts as a hang.
 TIME_LIMIT = 5.0
 FUZZ_SETTINGS = settings(
-    max_examples=60,
+    max_examples=int(os.environ.get("TOILE_FUZZ_EXAMPLES", "60")),
     deadline=2000,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
