@@ -391,6 +391,28 @@ def test_pixel_types(tmp_path: Path, dtype: str) -> None:
     assert meta["dtype"] == dtype
 
 
+@pytest.mark.parametrize("layout", ["imagej", "compressed"])
+def test_long_stack_without_ome_is_read_in_bounded_memory(tmp_path: Path, layout: str) -> None:
+    # A tifffile page object per plane would take several kilobytes each; planes are kept
+    # as positions, and pages are made or read one at a time.
+    frames = _frames(10_000, (8, 8))
+    path = tmp_path / "long.tif"
+    if layout == "imagej":
+        tifffile.imwrite(path, frames, imagej=True, metadata={"axes": "TYX"})
+    else:
+        tifffile.imwrite(path, frames, compression="zlib", metadata=None)
+    tracemalloc.start()
+    try:
+        with open_recording(_source(path)) as reader:
+            assert reader.n_frames == len(frames)
+            for index in (0, 4321, len(frames) - 1):
+                assert np.array_equal(reader.read_frame(index), frames[index])
+            _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 2**20, f"opening and reading peaked at {peak / 2**20:.1f} MiB"
+
+
 def test_big_endian_file(tmp_path: Path) -> None:
     frames = _frames(5, (10, 12), "int16")
     path = tmp_path / "be.tif"

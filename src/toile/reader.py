@@ -408,7 +408,10 @@ class RecordingReader:
         self._main: tifffile.TiffFile | None = None
         # Where each plane is, by storage index (t * size_z + z) * size_c + c: either
         # tifffile pages (a stack without OME-XML) or an IFD and a (file, UUID) entry.
-        self._pages: list | None = None
+        self._pages: Sequence[int] | None = None  # series position of each plane
+        self._contiguous: tuple[int, int] | None = None
+        self._series_ifds: Sequence[int] = ()
+        self._keyframe: Any = None
         self._plane_ifd: Sequence[int] = ()
         self._plane_ref: Sequence[int] = ()
         self._plane_files: list[tuple[Path, str | None]] = []
@@ -622,40 +625,49 @@ class RecordingReader:
         else:
             shapes = ", ".join(str(s.keyframe.shape) for s in all_series[:4])
             raise InputError(path, f"frames of different shapes in one stack: {shapes}")
+        kf = series.keyframe
         try:
-            pages = list(series.pages)
+            n_pages = len(series.pages)
         except Exception as exc:
             raise InputError(path, f"corrupt TIFF ({exc})") from exc
-        if not pages or any(p is None for p in pages):
-            present = sum(p is not None for p in pages)
-            raise InputError(
-                path, f"the file holds {present} of the {len(pages)} images its metadata describes"
-            )
-        kf = series.keyframe
         page_ndim = len(kf.shape)
         shape, axes = tuple(series.shape), series.axes
         lead_axes, lead_shape = axes[: len(axes) - page_ndim], shape[: len(shape) - page_ndim]
         n_planes = math.prod(lead_shape)
         if shape[len(shape) - page_ndim :] != tuple(kf.shape):
-            lead_axes, lead_shape = "I", (len(pages),)
-        elif n_planes != len(pages):
-            # tifffile describes a contiguous uncompressed series by its first page only
-            offset = series.dataoffset
-            if offset is None or len(pages) != 1:
+            lead_axes, lead_shape, n_planes = "I", (n_pages,), n_pages
+        # Planes are kept as positions in the series, not as tifffile page objects (a few
+        # kilobytes each): a contiguous uncompressed series is located by arithmetic, any
+        # other by the IFD index of each of its pages.
+        offset = series.dataoffset
+        if offset is not None and n_pages and (n_planes != n_pages or _is_raw(kf)):
+            # tifffile describes a contiguous uncompressed series by its first page (an
+            # ImageJ file over 4 GB has only that one); plane k is at offset + k * nbytes
+            if n_planes != n_pages and n_pages != 1:
+                raise InputError(
+                    path, f"cannot map the {n_pages} pages of the file to its {n_planes} images"
+                )
+            self._contiguous: tuple[int, int] | None = (offset, kf.nbytes)
+        elif n_planes != n_pages:
+            raise InputError(
+                path, f"cannot map the {n_pages} pages of the file to its {n_planes} images"
+            )
+        else:
+            self._contiguous = None
+            ifds = array("q")
+            try:
+                for page in series.pages:  # one at a time: none is kept
+                    ifds.append(-1 if page is None else page.index)
+            except Exception as exc:
+                raise InputError(path, f"corrupt TIFF ({exc})") from exc
+            present = sum(1 for ifd in ifds if ifd >= 0)
+            if not n_pages or present < n_pages:
                 raise InputError(
                     path,
-                    f"cannot map the {len(pages)} pages of the file to its {n_planes} images",
+                    f"the file holds {present} of the {n_pages} images its metadata describes",
                 )
-            pages = [
-                tifffile.TiffFrame(
-                    tif,
-                    index=k,
-                    keyframe=kf,
-                    dataoffsets=(offset + k * kf.nbytes,),
-                    databytecounts=(kf.nbytes,),
-                )
-                for k in range(n_planes)
-            ]
+            self._series_ifds = ifds
+        self._keyframe = kf
         size_z = lead_shape[lead_axes.index("Z")] if "Z" in lead_axes else 1
         size_c = lead_shape[lead_axes.index("C")] if "C" in lead_axes else 1
         time_dims = [
@@ -664,7 +676,7 @@ class RecordingReader:
             if a not in "ZC"
         ]
         size_t = math.prod(n for _, n in time_dims)
-        ordered: list = []
+        order = array("q")
         for t in range(size_t):
             index = [0] * len(lead_axes)
             rest = t
@@ -678,11 +690,11 @@ class RecordingReader:
                     if "C" in lead_axes:
                         index[lead_axes.index("C")] = c
                     k = int(np.ravel_multi_index(index, lead_shape)) if lead_axes else 0
-                    ordered.append(pages[k])
-        self._pages = ordered
+                    order.append(k)
+        self._pages = order
         self._size_c_planes, self._size_z, self._size_t = size_c, size_z, size_t
-        self._set_geometry(pages[0], path)
-        self._check_data_end(tif, path, None, pages[-1])
+        self._set_geometry(self._series_page(0), path)
+        self._check_data_end(tif, path, None, self._series_page(n_planes - 1))
         self._plane_channel_names = [f"C{c}" for c in range(size_c)]
         metadata: dict = {}
         fmt = FORMAT_TIFF
@@ -815,10 +827,24 @@ class RecordingReader:
         """Where plane (c, z, t) is stored."""
         i = (t * self._size_z + z) * self._size_c_planes + c
         if self._pages is not None:
-            page = self._pages[i]
+            page = self._series_page(self._pages[i])
             return _Plane(self._path, page.index, None, page)
         file, uuid = self._plane_files[self._plane_ref[i]]
         return _Plane(file, self._plane_ifd[i], uuid)
+
+    def _series_page(self, k: int) -> Any:
+        """Page ``k`` of a series without OME-XML: made from the layout or read from its IFD."""
+        assert self._main is not None
+        if self._contiguous is not None:
+            offset, nbytes = self._contiguous
+            return tifffile.TiffFrame(
+                self._main,
+                index=k,
+                keyframe=self._keyframe,
+                dataoffsets=(offset + k * nbytes,),
+                databytecounts=(nbytes,),
+            )
+        return self._main.pages[self._series_ifds[k]]
 
     def _plane_meta(self, t: int, z: int, c: int) -> dict | None:
         """The OME Plane metadata of plane (c, z, t), if the document has it."""
