@@ -35,7 +35,7 @@ import tifffile
 
 from toile import __version__ as toile_version
 from toile.synthetic import MovieSpec, generate_frames
-from toile.writers import write_ome_tiff, write_prairie_series
+from toile.writers import write_imagej_stack, write_ome_tiff, write_prairie_series
 
 log = logging.getLogger("benchmarks")
 
@@ -73,10 +73,21 @@ class Sizes:
     batch_frames: int = 200
     long_frames: int = 3600
     help_runs: int = 10
+    #: Case 7: frame counts and side of the small-frame recordings.
+    small_frames: tuple[int, int] = (3600, 36000)
+    small_side: int = 16
 
 
 FULL = Sizes()
-QUICK = Sizes(frames=60, height=128, width=128, batch_frames=30, long_frames=240, help_runs=4)
+QUICK = Sizes(
+    frames=60,
+    height=128,
+    width=128,
+    batch_frames=30,
+    long_frames=240,
+    help_runs=4,
+    small_frames=(240, 2400),
+)
 
 
 # --------------------------------------------------------------------------------------
@@ -123,6 +134,12 @@ def prairie_series(inputs: Path, n: int, sizes: Sizes, seed: int) -> Path:
     """A Prairie View style directory of ``n`` single-page OME-TIFF files."""
     name = f"v{INPUT_VERSION}-prairie-t{n}-{sizes.height}x{sizes.width}-seed{seed}"
     return _cached(inputs / name, lambda tmp: write_prairie_series(tmp, _frames(n, sizes, seed)))
+
+
+def imagej_stack(inputs: Path, n: int, sizes: Sizes, seed: int) -> Path:
+    """An ImageJ hyperstack (no OME-XML) of ``n`` synthetic frames."""
+    name = f"v{INPUT_VERSION}-imagej-t{n}-{sizes.height}x{sizes.width}-seed{seed}.tif"
+    return _cached(inputs / name, lambda tmp: write_imagej_stack(tmp, _frames(n, sizes, seed)))
 
 
 def batch_of_stacks(inputs: Path, sizes: Sizes) -> Path:
@@ -571,6 +588,41 @@ def case_memory(bench: Bench) -> CaseResult:
     return result
 
 
+def case_small_frames(bench: Bench) -> CaseResult:
+    """Case 7 (beyond the issue): peak memory of long recordings of small frames.
+
+    With small frames, what toile keeps per frame (plane tables, page locations) shows
+    before the pixel buffers do; 10x the frames should not mean much more memory.
+    """
+    sizes = bench.sizes
+    small = Sizes(height=sizes.small_side, width=sizes.small_side)
+    short_n, long_n = sizes.small_frames
+    inputs = {("OME-TIFF", n): ome_stack(bench.inputs, n, small, seed=1) for n in (short_n, long_n)}
+    inputs.update(
+        {("ImageJ", n): imagej_stack(bench.inputs, n, small, seed=1) for n in (short_n, long_n)}
+    )
+    warm_up(list(inputs.values()))
+    contenders = [
+        bench.toile_cmd(f"toile {kind} {n} frames", path) for (kind, n), path in inputs.items()
+    ]
+    bench.alternate(contenders, min(bench.repeat, 3))
+    title = (
+        f"peak RSS, {short_n} against {long_n} frames of {sizes.small_side}x"
+        f"{sizes.small_side} uint16 (beyond the issue: no target)"
+    )
+    result = CaseResult(7, title, contenders, [], baseline=contenders[0].name)
+    by_name = {c.name: c for c in contenders}
+    for kind in ("OME-TIFF", "ImageJ"):
+        short = by_name[f"toile {kind} {short_n} frames"]
+        long = by_name[f"toile {kind} {long_n} frames"]
+        result.notes.append(
+            f"{kind}: {long.max_rss() / MIB:.0f} MiB for {long_n} frames against "
+            f"{short.max_rss() / MIB:.0f} MiB for {short_n} "
+            f"({long.max_rss() / short.max_rss():.2f}x)."
+        )
+    return result
+
+
 def case_startup(bench: Bench) -> CaseResult:
     """Case 6: start-up time of ``toile --help``."""
     contenders = [
@@ -590,6 +642,7 @@ CASES: dict[int, Callable[[Bench], CaseResult]] = {
     4: case_workers,
     5: case_memory,
     6: case_startup,
+    7: case_small_frames,
 }
 
 
@@ -696,7 +749,7 @@ def parse_cases(text: str) -> list[int]:
         ) from None
     unknown = [c for c in cases if c not in CASES]
     if unknown or not cases:
-        raise argparse.ArgumentTypeError(f"cases are 1-6, got {text!r}")
+        raise argparse.ArgumentTypeError(f"cases are 1-{max(CASES)}, got {text!r}")
     return cases
 
 
