@@ -41,7 +41,6 @@ import glob
 import logging
 import os
 import re
-import struct
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -50,6 +49,7 @@ from pathlib import Path
 import tifffile
 
 from toile.errors import InputError
+from toile.ifd import read_first_ifd
 
 logger = logging.getLogger(__name__)
 
@@ -239,57 +239,34 @@ class _OmeInfo:
     links: list[Path]
 
 
+#: The ImageDescription tag, where OME-TIFF keeps its OME-XML.
+_IMAGE_DESCRIPTION = 270
+
+
 def _light_description(path: Path) -> str | None:
     """The ImageDescription of the first image of TIFF ``path``, read with a few small reads.
 
-    Opening a file with ``tifffile.TiffFile`` costs over a millisecond; a directory of
-    thousands of recordings is grouped before anything else happens. None when anything
-    is unusual: tifffile then reads the file (and decides whether it is a TIFF at all).
+    A directory of thousands of recordings is grouped before anything else happens.
+    None when anything is unusual: tifffile then reads the file (and decides whether
+    it is a TIFF at all).
     """
     with open(path, "rb") as fh:
-        head = fh.read(16)
-        if len(head) < 8 or head[:2] not in (b"II", b"MM"):
+        ifd = read_first_ifd(fh)
+        if ifd is None:
             return None
-        order = "<" if head[:2] == b"II" else ">"
-        magic = struct.unpack_from(order + "H", head, 2)[0]
-        if magic == 42:
-            offset = struct.unpack_from(order + "I", head, 4)[0]
-            count_fmt, entry_size, word = "H", 12, "I"
-        elif magic == 43 and len(head) == 16:
-            offset = struct.unpack_from(order + "Q", head, 8)[0]
-            count_fmt, entry_size, word = "Q", 20, "Q"
-        else:
+        entry = ifd.entries.get(_IMAGE_DESCRIPTION)
+        if entry is None:
+            return ""
+        kind, n, field = entry
+        if kind != 2 or n > 1 << 30:  # an ImageDescription is ASCII
             return None
-        value_size = struct.calcsize(word)
-        fh.seek(offset)
-        raw = fh.read(struct.calcsize(count_fmt))
-        if len(raw) != struct.calcsize(count_fmt):
-            return None
-        count = struct.unpack(order + count_fmt, raw)[0]
-        if not 0 < count < 1024:
-            return None
-        data = fh.read(count * entry_size)
-        if len(data) != count * entry_size:
-            return None
-        for i in range(count):
-            base = i * entry_size
-            code, kind = struct.unpack_from(order + "HH", data, base)
-            if code != 270:
-                continue
-            n = struct.unpack_from(order + word, data, base + 4)[0]
-            if kind != 2 or n > 1 << 30:  # an ImageDescription is ASCII
-                return None
-            value = data[base + entry_size - value_size : base + entry_size]
-            if n > value_size:
-                fh.seek(struct.unpack_from(order + word, value)[0])
-                value = fh.read(n)
-                if len(value) != n:
-                    return None
-            try:
-                return value[:n].split(b"\0", 1)[0].decode("utf-8")
-            except UnicodeDecodeError:
-                return None
-        return ""
+        value = ifd.value(fh, field, n)
+    if value is None:
+        return None
+    try:
+        return value.split(b"\0", 1)[0].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 def _read_ome_info(path: Path) -> _OmeInfo | None:

@@ -43,6 +43,7 @@ import tifffile
 
 from toile import ome
 from toile.errors import InputError
+from toile.ifd import read_first_ifd
 from toile.inputs import RecordingSource
 
 logger = logging.getLogger(__name__)
@@ -328,49 +329,21 @@ def _first_ifd_tags(fh: Any) -> tuple[str, dict[int, tuple[int, ...]]] | None:
     0.1 ms. None when anything is unusual: the caller then takes tifffile's
     path, which reports problems precisely.
     """
-    head = fh.read(16)
-    if len(head) < 8 or head[:2] not in (b"II", b"MM"):
-        return None
-    order = "<" if head[:2] == b"II" else ">"
-    magic = struct.unpack_from(order + "H", head, 2)[0]
-    if magic == 42:
-        offset = struct.unpack_from(order + "I", head, 4)[0]
-        count_fmt, entry_size, word = "H", 12, "I"
-    elif magic == 43 and len(head) == 16:
-        offset = struct.unpack_from(order + "Q", head, 8)[0]
-        count_fmt, entry_size, word = "Q", 20, "Q"
-    else:
-        return None
-    value_size = struct.calcsize(word)
-    fh.seek(offset)
-    raw = fh.read(struct.calcsize(count_fmt))
-    if len(raw) != struct.calcsize(count_fmt):
-        return None
-    count = struct.unpack(order + count_fmt, raw)[0]
-    if not 0 < count < 512:
-        return None
-    data = fh.read(count * entry_size)
-    if len(data) != count * entry_size:
+    ifd = read_first_ifd(fh)
+    if ifd is None:
         return None
     tags: dict[int, tuple[int, ...]] = {}
-    for i in range(count):
-        base = i * entry_size
-        code, kind = struct.unpack_from(order + "HH", data, base)
+    for code, (kind, n, field) in ifd.entries.items():
         item = _TAG_TYPES.get(kind)
         if item is None:
             continue
-        n = struct.unpack_from(order + word, data, base + 4)[0]
         if not 0 < n < 1 << 20:
             return None
-        nbytes = n * struct.calcsize(item)
-        value = data[base + entry_size - value_size : base + entry_size]
-        if nbytes > value_size:
-            fh.seek(struct.unpack_from(order + word, value)[0])
-            value = fh.read(nbytes)
-            if len(value) != nbytes:
-                return None
-        tags[code] = struct.unpack_from(f"{order}{n}{item}", value)
-    return order, tags
+        value = ifd.value(fh, field, n * struct.calcsize(item))
+        if value is None:
+            return None
+        tags[code] = struct.unpack_from(f"{ifd.byteorder}{n}{item}", value)
+    return ifd.byteorder, tags
 
 
 def _pixel_type_problem(page: Any) -> str | None:
@@ -893,7 +866,28 @@ class RecordingReader:
         if not 0 <= plane.ifd < len(self._main_ifds):
             return False
         tif = self._main
-        tags = _read_tags(tif, self._main_ifds[plane.ifd], _RAW_TAGS)
+        nbytes = out.nbytes
+        start = self._plain_strips(_read_tags(tif, self._main_ifds[plane.ifd], _RAW_TAGS), nbytes)
+        if start is None:
+            return False
+        fh = tif.filehandle
+        fh.seek(start)
+        got = fh.readinto(out.reshape(-1).view(np.uint8))
+        if got != nbytes:
+            raise InputError(
+                plane.file,
+                f"truncated file: page {plane.ifd} ends {nbytes - got} bytes past the end",
+            )
+        if tif.byteorder != _NATIVE and out.dtype.itemsize > 1:
+            out.byteswap(inplace=True)
+        return True
+
+    def _plain_strips(self, tags: dict[int, tuple[int, ...]], nbytes: int) -> int | None:
+        """Where a plane's pixels start, or None.
+
+        None unless ``tags`` (its IFD's integer tags) describe plain contiguous strips of
+        the series' shape and pixel type, holding at least ``nbytes``.
+        """
 
         def one(code: int, default: int | None = None) -> int | None:
             value = tags.get(code)
@@ -902,7 +896,6 @@ class RecordingReader:
         dtype = self._dtype
         offsets = tags.get(_STRIP_OFFSETS)
         counts = tags.get(_STRIP_BYTE_COUNTS)
-        nbytes = out.nbytes
         if (
             one(_IMAGE_WIDTH) != self._width
             or one(_IMAGE_LENGTH) != self._height
@@ -918,18 +911,8 @@ class RecordingReader:
             or not _contiguous(offsets, counts)
             or sum(counts) < nbytes
         ):
-            return False
-        fh = tif.filehandle
-        fh.seek(offsets[0])
-        got = fh.readinto(out.reshape(-1).view(np.uint8))
-        if got != nbytes:
-            raise InputError(
-                plane.file,
-                f"truncated file: page {plane.ifd} ends {nbytes - got} bytes past the end",
-            )
-        if tif.byteorder != _NATIVE and out.dtype.itemsize > 1:
-            out.byteswap(inplace=True)
-        return True
+            return None
+        return offsets[0]
 
     def _read_single_raw(self, file: Path, out: np.ndarray) -> bool:
         """Read the only plane of an uncompressed single-plane file of a multi-file series.
@@ -943,31 +926,10 @@ class RecordingReader:
                 if found is None:
                     return False
                 order, tags = found
-
-                def one(code: int, default: int | None = None) -> int | None:
-                    value = tags.get(code)
-                    return value[0] if value else default
-
-                dtype = self._dtype
-                offsets = tags.get(_STRIP_OFFSETS)
-                counts = tags.get(_STRIP_BYTE_COUNTS)
-                if (
-                    one(_IMAGE_WIDTH) != self._width
-                    or one(_IMAGE_LENGTH) != self._height
-                    or one(_SAMPLES_PER_PIXEL, 1) != 1
-                    or one(_COMPRESSION, 1) != 1
-                    or one(_FILL_ORDER, 1) != 1
-                    or one(_PREDICTOR, 1) != 1
-                    or _TILE_WIDTH in tags
-                    or one(_BITS_PER_SAMPLE) != dtype.itemsize * 8
-                    or _SAMPLE_FORMAT_KINDS.get(one(_SAMPLE_FORMAT, 1) or 1) != dtype.kind
-                    or not offsets
-                    or not counts
-                    or not _contiguous(offsets, counts)
-                    or sum(counts) < out.nbytes
-                ):
+                start = self._plain_strips(tags, out.nbytes)
+                if start is None:
                     return False
-                fh.seek(offsets[0])
+                fh.seek(start)
                 if fh.readinto(out.reshape(-1).view(np.uint8)) != out.nbytes:
                     return False
         except (OSError, struct.error):
