@@ -255,10 +255,6 @@ def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
 
 
-def _children(element: ElementTree.Element, name: str) -> list[ElementTree.Element]:
-    return [child for child in element if _local(child.tag) == name]
-
-
 def _child(element: ElementTree.Element, name: str) -> ElementTree.Element | None:
     for child in element:
         if _local(child.tag) == name:

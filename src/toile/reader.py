@@ -379,9 +379,9 @@ class RecordingReader:
         self.source = source
         self._files: OrderedDict[Path, tifffile.TiffFile] = OrderedDict()
         self._main: tifffile.TiffFile | None = None
-        # Where each plane is, by storage index (t * size_z + z) * size_c + c: either
-        # tifffile pages (a stack without OME-XML) or an IFD and a (file, UUID) entry.
-        self._pages: Sequence[int] | None = None  # series position of each plane
+        # Where each plane is, by storage index (t * size_z + z) * size_c + c: its position
+        # in the tifffile series (a stack without OME-XML) or an IFD and a (file, UUID).
+        self._pages: Sequence[int] | None = None
         self._contiguous: tuple[int, int] | None = None
         self._series_ifds: Sequence[int] = ()
         self._keyframe: Any = None
@@ -491,15 +491,15 @@ class RecordingReader:
             )
         distinct = {self._plane_files[r][0] for r in used}
         self._uuids_multifile = len(distinct) > 1
-        planes = {(0, 0, 0): self._plane_at(0, 0, 0)}
+        first_plane = self._plane_at(0, 0, 0)
         # the first plane fixes the frame geometry; check it against the OME-XML
-        first = self._page(planes[(0, 0, 0)])
-        self._set_geometry(first, planes[(0, 0, 0)].file)
-        if planes[(0, 0, 0)].file == path:
+        first = self._page(first_plane)
+        self._set_geometry(first, first_plane.file)
+        if first_plane.file == path:
             # the other pages of the main file are read as light TiffFrames of this keyframe
             try:
                 tif.pages.useframes = True
-                tif.pages.set_keyframe(planes[(0, 0, 0)].ifd)
+                tif.pages.set_keyframe(first_plane.ifd)
             except Exception as exc:
                 raise InputError(path, f"corrupt TIFF ({exc})") from exc
             if self._samples == 1 and _is_raw(first.keyframe):
