@@ -462,7 +462,7 @@ def test_apply_from_several_threads_at_once() -> None:
     # The arithmetic mapping keeps scratch planes per thread.
     from concurrent.futures import ThreadPoolExecutor
 
-    frames = [random_stack("uint16", shape=(64, 64), seed=s) for s in range(32)]
+    frames = [random_stack("uint16", shape=(256, 256), seed=s) for s in range(32)]
     mapping = Uint8Mapping("minmax", (100.0,), (60000.0,), "uint16")
     inside = [np.clip(f, 100, 60000) for f in frames]
     with ThreadPoolExecutor(4) as pool:
