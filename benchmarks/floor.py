@@ -29,6 +29,8 @@ SYNC_FILE_RANGE_WRITE = 2
 
 
 def _sync_file_range():
+    # The same binding as toile.shards', written again on purpose: the floor must not
+    # import toile (or numpy), so that it measures only the copy, the hash and the fsync.
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         call = libc.sync_file_range
