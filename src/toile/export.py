@@ -36,7 +36,7 @@ from toile import __version__
 from toile.config import ExportConfig
 from toile.encode import SampleEncoder, dump_json, frame_digits, sample_key
 from toile.errors import ConfigError, InputError, OutputError, ToileError
-from toile.inputs import RecordingSource
+from toile.formats import Recording, Source, open_source
 from toile.logs import configure_logging, logging_state
 from toile.shards import PackedSample, ShardInfo, ShardWriter, pack_sample, shard_url_pattern
 
@@ -58,7 +58,7 @@ def staging_dir(output: Path, stem: str) -> Path:
 
 
 # --------------------------------------------------------------------------------------
-# Recordings: real files (toile.reader) or synthetic movies (toile.synthetic)
+# Recordings, opened through the format registry (toile.formats)
 
 
 @dataclass(frozen=True)
@@ -78,16 +78,15 @@ class RecordingPlan:
 
     recording_index: int
     label: str
-    source: RecordingSource | None = None
-    synthetic: Any = None  # toile.synthetic.MovieSpec
+    source: Source
     fields: dict = field(default_factory=dict)
     n_frames: int = 0
     frame_shape: tuple[int, ...] = ()
     dtype: str = ""
     metadata: dict = field(default_factory=dict)
-    #: The reader the planning pass opened, kept for the first recording so that
+    #: The recording the planning pass opened, kept for the first recording so that
     #: a single-recording export parses its file once. Never sent to workers.
-    opened: Any = field(default=None, repr=False, compare=False)
+    opened: Recording | None = field(default=None, repr=False, compare=False)
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
@@ -100,51 +99,14 @@ class RecordingPlan:
             self.opened = None
 
 
-class _SyntheticRecording:
-    """A synthetic movie with the reader's interface."""
-
-    def __init__(self, spec: Any) -> None:
-        from toile import synthetic
-
-        self._spec = spec
-        self._synthetic = synthetic
-        self.metadata = synthetic.movie_metadata(spec)
-        self.n_frames = spec.frames
-        self.frame_shape = (
-            (spec.height, spec.width)
-            if spec.channels == 1
-            else (spec.channels, spec.height, spec.width)
-        )
-        self.dtype = np.dtype(spec.dtype)
-        self.channel_names = [c["name"] for c in self.metadata.get("channels", [])]
-
-    def frame_metadata(self, index: int) -> dict:
-        return self._synthetic.frame_metadata(self._spec, index)
-
-    def __iter__(self) -> Iterator[tuple[int, np.ndarray, dict]]:
-        for index, image in enumerate(self._synthetic.generate_frames(self._spec)):
-            yield index, image, self.frame_metadata(index)
-
-    def __enter__(self) -> _SyntheticRecording:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-def _open(plan: RecordingPlan, channel: str | int | None) -> Any:
+def _open(plan: RecordingPlan, channel: str | int | None) -> Recording:
     if plan.opened is not None:
         recording, plan.opened = plan.opened, None
         return recording
-    if plan.synthetic is not None:
-        return _SyntheticRecording(plan.synthetic)
-    from toile.reader import open_recording
-
-    assert plan.source is not None
-    return open_recording(plan.source, channel=channel)
+    return open_source(plan.source, channel=channel)
 
 
-def _movie_metadata(plan: RecordingPlan, recording: Any) -> dict:
+def _movie_metadata(plan: RecordingPlan, recording: Recording) -> dict:
     metadata = dict(recording.metadata)
     metadata["recording_index"] = plan.recording_index
     metadata.update(plan.fields)
@@ -173,25 +135,18 @@ def iter_packed(
                 shape[0] if len(shape) == 3 else 1,
                 source=plan.label,
             )
-            if hasattr(recording, "read_frame"):
-                # one buffer for the whole pass, and no per-frame metadata
-                scratch = np.empty(shape, recording.dtype)
-                for index in range(recording.n_frames):
-                    stats.update(recording.read_frame(index, out=scratch))
-            else:
-                for _, image, _ in recording:
-                    stats.update(image)
+            # one buffer for the whole pass, and no per-frame metadata
+            scratch = np.empty(shape, recording.dtype)
+            for index in range(recording.n_frames):
+                stats.update(recording.read_frame(index, out=scratch))
             mapping = stats.finish()
             normalization = mapping.metadata()
         encoder = SampleEncoder(options.encoding, _movie_metadata(plan, recording), normalization)
         digits = frame_digits(recording.n_frames)
-        if start_frame:
-            frames: Any = (
-                (i, recording.read_frame(i), recording.frame_metadata(i))
-                for i in range(start_frame, recording.n_frames)
-            )
-        else:
-            frames = recording
+        frames = (
+            (i, recording.read_frame(i), recording.frame_metadata(i))
+            for i in range(start_frame, recording.n_frames)
+        )
 
         def encode(index: int, image: np.ndarray, frame_metadata: dict) -> PackedSample:
             if mapping is not None:
@@ -661,10 +616,9 @@ def _exit_with(sentinel: int) -> None:
 def _plan_recordings(
     config: ExportConfig, on_error: str, skipped: list[dict]
 ) -> list[RecordingPlan]:
-    from toile.inputs import resolve_inputs
-    from toile.reader import open_recording
+    from toile.formats import discover
 
-    sources = resolve_inputs(list(config.inputs), config.base_dir)
+    sources = discover(list(config.inputs), config.base_dir)
     parser = None
     if config.filename_spec is not None:
         from toile.filenames import compile_spec
@@ -672,9 +626,7 @@ def _plan_recordings(
         parser = compile_spec(config.filename_spec)
     plans: list[RecordingPlan] = []
     for source in sources:
-        label = (
-            str(source.path) if source.series == 0 else f"{source.path} (series {source.series})"
-        )
+        label = source.label
         try:
             fields = dict(source.fields)
             if parser is not None:
@@ -686,7 +638,7 @@ def _plan_recordings(
                         f"{config.filename_spec.template!r}",  # type: ignore[union-attr]
                     )
                 fields.update(parsed)
-            recording = open_recording(source, channel=config.channel)
+            recording = open_source(source, channel=config.channel)
             plan = RecordingPlan(
                 recording_index=len(plans),
                 label=label,
@@ -963,7 +915,7 @@ def _manifest(
             {
                 "recording_index": plan.recording_index,
                 "source": plan.label,
-                "name": plan.source.name if plan.source is not None else plan.label,
+                "name": plan.source.name or plan.label,
                 "frames": plan.n_frames,
                 "frame_shape": list(plan.frame_shape),
                 "dtype": "uint8" if config.to_uint8 else plan.dtype,
@@ -1042,6 +994,7 @@ def export_test_frames(
 ) -> ExportResult:
     """Write a synthetic calcium-imaging dataset with the same layout as ``export frames``."""
     from toile.config import make_config
+    from toile.formats.synthetic import synthetic_source
     from toile.synthetic import MovieSpec
 
     config = make_config(
@@ -1067,16 +1020,17 @@ def export_test_frames(
             dtype=dtype,
             seed=seed + index,
         )
-        recording = _SyntheticRecording(spec)
-        plan = RecordingPlan(
-            recording_index=index,
-            label=recording.metadata.get("_source_filename", f"synthetic-{index}"),
-            synthetic=spec,
-            n_frames=spec.frames,
-            frame_shape=recording.frame_shape,
-            dtype=recording.dtype.name,
-            metadata=dict(recording.metadata),
-        )
+        source = synthetic_source(spec)
+        with open_source(source) as recording:
+            plan = RecordingPlan(
+                recording_index=index,
+                label=source.name,
+                source=source,
+                n_frames=recording.n_frames,
+                frame_shape=recording.frame_shape,
+                dtype=recording.dtype.name,
+                metadata=dict(recording.metadata),
+            )
         plan.metadata["recording_index"] = index
         plans.append(plan)
     return _export(config, plans=plans)

@@ -43,8 +43,8 @@ import tifffile
 
 from toile import ome
 from toile.errors import InputError
+from toile.formats.base import Recording, Source
 from toile.ifd import read_first_ifd
-from toile.inputs import RecordingSource
 
 logger = logging.getLogger(__name__)
 
@@ -221,7 +221,7 @@ def count_series(path: Path) -> int:
         return 1
 
 
-def open_recording(source: RecordingSource, channel: str | int | None = None) -> RecordingReader:
+def open_recording(source: Source, channel: str | int | None = None) -> RecordingReader:
     """Open the recording ``source`` (cheap: reads metadata, no pixels)."""
     return RecordingReader(source, channel)
 
@@ -362,20 +362,20 @@ def _pixel_type_problem(page: Any) -> str | None:
     return None
 
 
-class RecordingReader:
+class RecordingReader(Recording):
     """One opened recording: movie metadata, and its frames read one at a time.
 
     Use as a context manager (or call :meth:`close`) to release the file handles.
     """
 
-    source: RecordingSource
+    source: Source
     metadata: dict
     n_frames: int
     frame_shape: tuple[int, ...]
     dtype: np.dtype
     channel_names: list[str]
 
-    def __init__(self, source: RecordingSource, channel: str | int | None = None) -> None:
+    def __init__(self, source: Source, channel: str | int | None = None) -> None:
         self.source = source
         self._files: OrderedDict[Path, tifffile.TiffFile] = OrderedDict()
         self._main: tifffile.TiffFile | None = None

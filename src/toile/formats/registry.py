@@ -1,0 +1,25 @@
+"""The formats toile reads, in the order they claim files.
+
+Adding a format is one module with a :class:`toile.formats.base.Format` subclass and
+one line here. Earlier formats claim first: vendor layouts recognised by their
+sidecars or names, then OME-TIFF, then ImageJ, then any TIFF left (the fallback).
+"""
+
+from __future__ import annotations
+
+from toile.formats.base import Format
+from toile.formats.legacy import LegacyTiffFormat
+from toile.formats.synthetic import SyntheticFormat
+
+FORMATS: tuple[Format, ...] = (
+    SyntheticFormat(),
+    LegacyTiffFormat(),
+)
+
+
+def get_format(name: str) -> Format:
+    """The registered format called ``name``."""
+    for fmt in FORMATS:
+        if fmt.name == name:
+            return fmt
+    raise KeyError(f"no format named {name!r}; known: {', '.join(f.name for f in FORMATS)}")
