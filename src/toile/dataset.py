@@ -18,12 +18,14 @@ import hashlib
 import io
 import json
 import logging
+import random
 import re
 import tarfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,13 +34,12 @@ import numpy as np
 from toile.encode import FRAME_KEY, KEY_PREFIX
 from toile.errors import InputError, ToileError
 from toile.export import MANIFEST_FORMAT, MANIFEST_SUFFIX
+from toile.samples import Frame, unpack_frame
 from toile.shards import ShardInfo, shard_name, shard_url_pattern
 
 if TYPE_CHECKING:
     import atdata
     import webdataset
-
-    from toile.schema import Frame
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +184,23 @@ class Manifest:
 # --------------------------------------------------------------------------------------
 # Reading frames
 
+#: What to do with a damaged sample or shard met while reading.
+ON_ERROR_CHOICES = ("fail", "skip")
+
+
+class DamagedShardError(InputError):
+    """A shard met while reading is damaged; names the shard and, when known, the sample key."""
+
+    def __init__(self, shard: str, problem: str, key: str | None = None) -> None:
+        self.shard = shard
+        self.key = key
+        super().__init__(shard, f"{key}: {problem}" if key else problem)
+        self.message = f"{shard}: {self.problem}"
+
+    def __str__(self) -> str:
+        # webdataset appends context to ``args``; the message stays one line.
+        return self.message
+
 
 @dataclass
 class FrameBatch:
@@ -196,27 +214,141 @@ class FrameBatch:
         return len(self.keys)
 
 
-def _to_record(encoding: str, sample: dict) -> dict:
-    """A decoded webdataset sample as ``{"__key__", "__url__", "image", "metadata"}``."""
-    if encoding == "atdata":
-        from toile.schema import Frame
+def _check_on_error(on_error: str) -> str:
+    if on_error not in ON_ERROR_CHOICES:
+        raise ValueError(f"on_error must be one of {', '.join(ON_ERROR_CHOICES)}, got {on_error!r}")
+    return on_error
 
-        frame = Frame.from_bytes(sample["msgpack"])
-        image, metadata = frame.image, frame.metadata or {}
+
+def _decode_members(encoding: str, shard: str, key: str, members: dict[str, Any]) -> dict:
+    """A sample's members as ``{"__key__", "__url__", "image", "metadata"}``.
+
+    Raises :class:`DamagedShardError` naming the shard and key when a member is
+    missing or does not decode.
+    """
+    missing = sorted(ENCODING_MEMBERS[encoding] - members.keys())
+    if missing:
+        raise DamagedShardError(
+            shard, f"incomplete sample: missing {', '.join('.' + m for m in missing)}", key
+        )
+    try:
+        if encoding == "atdata":
+            image, metadata = unpack_frame(members["msgpack"])
+            metadata = metadata or {}
+        else:
+            image = np.lib.format.read_array(io.BytesIO(members["npy"]), allow_pickle=False)
+            metadata = json.loads(members["json"])
+    except Exception as error:  # any decoder failure is damage of this sample
+        raise DamagedShardError(
+            shard, f"cannot decode: {type(error).__name__}: {error}", key
+        ) from error
+    return {"__key__": key, "__url__": shard, "image": image, "metadata": metadata}
+
+
+def _skip(error: DamagedShardError) -> None:
+    log.warning("skipping damaged data: %s", error)
+
+
+def _read_shard(manifest: Manifest, url: str, on_error: str) -> Iterator[dict]:
+    """The decoded samples of one shard in order, streamed one member at a time."""
+    encoding = manifest.encoding
+    current: str | None = None
+    members: dict[str, bytes] = {}
+
+    def finish() -> dict | None:
+        try:
+            return _decode_members(encoding, url, current, members)  # type: ignore[arg-type]
+        except DamagedShardError as error:
+            if on_error == "fail":
+                raise
+            _skip(error)
+            return None
+
+    try:
+        with open(url, "rb") as handle, tarfile.open(fileobj=handle, mode="r|*") as tar:
+            for member in tar:
+                tar.members.clear()  # stream mode keeps every TarInfo otherwise
+                if not member.isfile():
+                    continue
+                key, ext = _split_member(member.name)
+                if key != current:
+                    if current is not None and (record := finish()) is not None:
+                        yield record
+                    current, members = key, {}
+                extracted = tar.extractfile(member)
+                members[ext] = extracted.read() if extracted is not None else b""
+        if current is not None and (record := finish()) is not None:
+            yield record
+    except FileNotFoundError:
+        error = DamagedShardError(url, "missing (listed in the manifest, not found)")
+    except _TAR_ERRORS as exc:
+        where = f" after sample {current}" if current is not None else ""
+        error = DamagedShardError(
+            url, f"damaged or truncated archive{where}: {exc}; `toile verify` lists every problem"
+        )
     else:
-        image, metadata = sample["npy"], sample["json"]
-    return {
-        "__key__": sample["__key__"],
-        "__url__": sample.get("__url__"),
-        "image": image,
-        "metadata": metadata,
-    }
+        return
+    if on_error == "fail":
+        raise error
+    _skip(error)
 
 
-def _to_frame(record: dict) -> Frame:
-    from toile.schema import Frame
+def _shuffled(records: Iterable[dict], size: int, rng: random.Random) -> Iterator[dict]:
+    """Records through a shuffle buffer of ``size`` (webdataset's ``.shuffle`` semantics)."""
+    buffer: list[dict] = []
+    for record in records:
+        if len(buffer) < size:
+            buffer.append(record)
+            continue
+        index = rng.randrange(size)
+        yield buffer[index]
+        buffer[index] = record
+    rng.shuffle(buffer)
+    yield from buffer
 
-    return Frame(image=record["image"], metadata=record["metadata"])
+
+@dataclass
+class _Records:
+    """A re-iterable stream of decoded records of a dataset (what :meth:`frames` iterates)."""
+
+    manifest: Manifest
+    shuffle: int
+    seed: int | None
+    on_error: str
+
+    def __iter__(self) -> Iterator[dict]:
+        urls = self.manifest.urls
+        if self.shuffle <= 0:
+            for url in urls:
+                yield from _read_shard(self.manifest, url, self.on_error)
+            return
+        rng = random.Random(self.seed)
+        urls = list(urls)
+        rng.shuffle(urls)
+        records = (r for url in urls for r in _read_shard(self.manifest, url, self.on_error))
+        yield from _shuffled(records, self.shuffle, rng)
+
+
+@dataclass
+class _Frames:
+    """Frames or :class:`FrameBatch` es of a :class:`_Records` stream; iterable many times."""
+
+    records: _Records
+    batch_size: int | None
+
+    def __iter__(self) -> Iterator[Any]:
+        if self.batch_size is None:
+            for record in self.records:
+                yield Frame(image=record["image"], metadata=record["metadata"])
+            return
+        batch: list[dict] = []
+        for record in self.records:
+            batch.append(record)
+            if len(batch) == self.batch_size:
+                yield _collate(batch)
+                batch = []
+        if batch:
+            yield _collate(batch)
 
 
 def _collate(records: list[dict]) -> FrameBatch:
@@ -234,11 +366,64 @@ def _collate(records: list[dict]) -> FrameBatch:
     )
 
 
+# --- the webdataset pipeline: module-level functions, so DataLoader workers can pickle it
+
+
+def _parties() -> tuple[int, int]:
+    """(this reader's index, number of readers) over nodes and DataLoader workers."""
+    from webdataset.utils import pytorch_worker_info
+
+    rank, world_size, worker, num_workers = pytorch_worker_info()
+    return rank * num_workers + worker, world_size * num_workers
+
+
+def _split_shards(n_shards: int, urls: Iterable[dict]) -> Iterator[dict]:
+    """Each reader takes every n-th shard when there are at least as many shards as readers."""
+    index, count = _parties()
+    if count > 1 and n_shards >= count:
+        yield from islice(urls, index, None, count)
+    else:
+        yield from urls
+
+
+def _split_samples(n_shards: int, samples: Iterable[dict]) -> Iterator[dict]:
+    """With fewer shards than readers, every reader reads all shards and keeps every n-th sample.
+
+    Samples are split before they are decoded, so the decoding work is shared.
+    """
+    index, count = _parties()
+    if count > 1 and n_shards < count:
+        yield from islice(samples, index, None, count)
+    else:
+        yield from samples
+
+
+def _wds_decode(encoding: str, sample: dict) -> dict:
+    members = {k: v for k, v in sample.items() if not k.startswith("__")}
+    return _decode_members(encoding, str(sample.get("__url__")), sample["__key__"], members)
+
+
+def _wds_handler(on_error: str, error: Exception) -> bool:
+    """webdataset's exception handler: a :class:`DamagedShardError`, raised or skipped."""
+    if not isinstance(error, DamagedShardError):
+        context = [a for a in error.args[1:] if isinstance(a, str)]
+        shard = context[-1] if context else "a shard"
+        text = str(error.args[0]) if error.args else type(error).__name__
+        error = DamagedShardError(
+            shard, f"damaged or truncated archive: {type(error).__name__}: {text.split(' @ ')[0]}"
+        )
+    if on_error == "fail":
+        raise error
+    _skip(error)
+    return True
+
+
 class ToileDataset:
     """A toile dataset opened for reading; see :func:`open_dataset`."""
 
-    def __init__(self, manifest: Manifest) -> None:
+    def __init__(self, manifest: Manifest, on_error: str = "fail") -> None:
         self.manifest = manifest
+        self.on_error = _check_on_error(on_error)
 
     def __repr__(self) -> str:
         return (
@@ -254,40 +439,65 @@ class ToileDataset:
         """Every frame in key order (recording by recording, frame by frame)."""
         return iter(self.frames())
 
-    def webdataset(self, shuffle: int = 0, seed: int | None = None) -> webdataset.WebDataset:
+    def webdataset(
+        self, shuffle: int = 0, seed: int | None = None, on_error: str | None = None
+    ) -> webdataset.WebDataset:
         """A stock ``webdataset.WebDataset`` pipeline of decoded samples, for training.
 
-        Each sample is a dict ``{"__key__": str, "__url__": str, "image": ndarray,
-        "metadata": dict}`` whatever the encoding, so the pipeline can be extended
-        with ``.shuffle(n)``, ``.map(f)``, ``.batched(n)`` (which stacks ``image`` and
-        lists ``metadata``), or handed to a ``torch.utils.data.DataLoader``.
-        With ``shuffle > 0`` the shard order is shuffled and samples pass through a
-        shuffle buffer of that size; ``seed`` makes the order repeatable.
+        Each sample is a dict ``{"__key__": str, "__url__": str (the shard it came
+        from), "image": ndarray, "metadata": dict}`` whatever the encoding, so the
+        pipeline can be extended with ``.shuffle(n)``, ``.map(f)``, ``.batched(n)``
+        (which stacks ``image`` and lists ``metadata``), or handed to a
+        ``torch.utils.data.DataLoader`` with any number of workers: with at least
+        as many shards as workers (and nodes) each worker reads its own shards,
+        with fewer each reads all of them and decodes every n-th sample, so every
+        sample arrives exactly once either way. With ``shuffle > 0`` the shard
+        order is shuffled and samples pass through a shuffle buffer of that size;
+        ``seed`` makes the order repeatable. A damaged shard raises
+        :class:`DamagedShardError`, or with ``on_error="skip"`` is skipped with a
+        logged warning.
         """
         import webdataset as wds
 
+        on_error = _check_on_error(on_error or self.on_error)
         urls = self.manifest.urls
         shardshuffle: int | bool = min(len(urls), 100) if shuffle > 0 else False
-        pipeline = wds.WebDataset(urls, shardshuffle=shardshuffle, seed=seed, empty_check=False)
+        pipeline = wds.WebDataset(
+            urls,
+            handler=partial(_wds_handler, on_error),
+            shardshuffle=shardshuffle,
+            seed=seed,
+            nodesplitter=None,
+            workersplitter=partial(_split_shards, len(urls)),
+            empty_check=False,
+        ).compose(partial(_split_samples, len(urls)))
         if shuffle > 0:
             pipeline = pipeline.shuffle(shuffle, seed=seed)
-        # A partial of a module-level function, so that DataLoader workers can pickle it.
-        return pipeline.decode().map(partial(_to_record, self.manifest.encoding))
+        return pipeline.map(
+            partial(_wds_decode, self.manifest.encoding), handler=partial(_wds_handler, on_error)
+        )
 
     def frames(
-        self, shuffle: int = 0, batch_size: int | None = None, seed: int | None = None
+        self,
+        shuffle: int = 0,
+        batch_size: int | None = None,
+        seed: int | None = None,
+        on_error: str | None = None,
     ) -> Iterable[Frame] | Iterable[FrameBatch]:
-        """Frames (``toile.schema.Frame``) or, with ``batch_size``, :class:`FrameBatch` es.
+        """Frames (:class:`toile.samples.Frame`) or, with ``batch_size``, :class:`FrameBatch` es.
 
-        In key order unless ``shuffle`` gives a shuffle buffer size. The last batch
-        may be smaller. Batching frames of different shapes raises :class:`ToileError`.
+        In key order unless ``shuffle`` gives a shuffle buffer size (the shard order is
+        shuffled too; ``seed`` makes it repeatable). The last batch may be smaller.
+        Batching frames of different shapes raises :class:`ToileError`. A damaged
+        shard raises :class:`DamagedShardError` naming the shard and sample key, or
+        with ``on_error="skip"`` the damaged samples (and the unreadable rest of a
+        damaged archive) are left out with a logged warning. Reads the shards with
+        the standard library's ``tarfile``; no webdataset or atdata import.
         """
-        pipeline = self.webdataset(shuffle=shuffle, seed=seed)
-        if batch_size is None:
-            return pipeline.map(_to_frame)
-        if batch_size < 1:
+        if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        return pipeline.batched(batch_size, collation_fn=_collate, partial=True)
+        on_error = _check_on_error(on_error or self.on_error)
+        return _Frames(_Records(self.manifest, shuffle, seed, on_error), batch_size)
 
     def atdata(self, sample_type: type | None = None) -> atdata.Dataset:
         """An ``atdata.Dataset[Frame]`` over the shards, viewed as ``sample_type`` through a lens.
@@ -303,17 +513,21 @@ class ToileDataset:
             )
         import atdata
 
-        from toile.schema import Frame
+        from toile.schema import Frame as AtdataFrame
 
-        dataset = atdata.Dataset[Frame](self.manifest.url)
-        if sample_type is None or sample_type is Frame:
+        dataset = atdata.Dataset[AtdataFrame](self.manifest.url)
+        if sample_type is None or sample_type is AtdataFrame:
             return dataset
         return dataset.as_type(sample_type)
 
 
-def open_dataset(path: str | Path) -> ToileDataset:
-    """Open a toile dataset given as its directory or its ``*.manifest.json`` file."""
-    return ToileDataset(Manifest.load(path))
+def open_dataset(path: str | Path, on_error: str = "fail") -> ToileDataset:
+    """Open a toile dataset given as its directory or its ``*.manifest.json`` file.
+
+    ``on_error`` is the default for reading: ``"fail"`` raises :class:`DamagedShardError`
+    on a damaged shard, ``"skip"`` leaves damaged samples out with a logged warning.
+    """
+    return ToileDataset(Manifest.load(path), on_error=on_error)
 
 
 # --------------------------------------------------------------------------------------
@@ -633,10 +847,7 @@ def _check_sample(
         if "json" in members:
             metadata = json.loads(members["json"])
         if "msgpack" in members:
-            from toile.schema import Frame
-
-            frame = Frame.from_bytes(members["msgpack"])
-            image, metadata = frame.image, frame.metadata
+            image, metadata = unpack_frame(members["msgpack"])
     except Exception as error:  # any decoder failure is a problem of this sample
         problem(f"cannot decode: {type(error).__name__}: {error}", key)
         return
@@ -674,9 +885,7 @@ def _first_sample_metadata(manifest: Manifest) -> dict | None:
                 data = extracted.read()
                 if ext == "json":
                     return json.loads(data)
-                from toile.schema import Frame
-
-                return Frame.from_bytes(data).metadata or {}
+                return unpack_frame(data)[1] or {}
     except Exception as error:  # info summarises what it can; verify names the damage
         log.warning("%s: cannot read the first sample: %s", path, error)
     return None

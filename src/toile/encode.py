@@ -105,7 +105,6 @@ class SampleEncoder:
                 (f"{key}.npy", npy_bytes(image)),
                 (f"{key}.json", [self.metadata_json(frame_metadata)]),
             ]
-        from toile.schema import Frame
+        from toile.samples import pack_frame  # the bytes of toile.schema.Frame, without atdata
 
-        packed = Frame(image=np.ascontiguousarray(image), metadata=self.metadata(frame_metadata))
-        return [(f"{key}.msgpack", [packed.packed])]
+        return [(f"{key}.msgpack", pack_frame(image, self.metadata(frame_metadata)))]

@@ -4,12 +4,21 @@ Downstream code reads a dataset written with ``--format atdata`` as
 ``atdata.Dataset[toile.schema.Frame](url)`` and views it through the lenses
 defined here, e.g. ``dataset.as_type(toile.schema.ImageSample)``.
 
+Importing this module imports atdata (seconds: it pulls in pandas and s3fs),
+so toile's own read and write paths never do: they use the plain
+:class:`toile.samples.Frame` and its byte-identical codec. That plain class is
+registered here as a virtual subclass of :class:`Frame`, so
+``isinstance(frame, toile.schema.Frame)`` holds for frames read with
+``toile.open``.
+
 This module deliberately does not use ``from __future__ import annotations``:
 atdata inspects the field annotations at run time to find ``NDArray`` fields.
 """
 
 import atdata
 from numpy.typing import NDArray
+
+from toile import samples
 
 #: Metadata keys read by the ``Frame -> SliceRecordingFrame`` lens.
 MOUSE_ID_KEY = "mouse_id"
@@ -34,6 +43,9 @@ class Frame:
 
     image: NDArray
     metadata: dict | None = None
+
+
+Frame.register(samples.Frame)
 
 
 @atdata.packable
