@@ -1,0 +1,129 @@
+"""Opening TIFF files: every read of a TIFF by toile starts at :func:`open_binary`.
+
+:func:`open_binary` is the one place a path becomes a binary stream, so that a
+URL-capable opener can take its place; :func:`open_tiff` opens a ``tifffile.TiffFile``
+on that stream, turning every failure into an :class:`~toile.errors.InputError` naming
+the file, and rejects files cut short, which tifffile only logs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import BinaryIO
+
+import tifffile
+
+from toile.errors import InputError
+from toile.formats.tiff.ifd import TYPE_SIZES, IfdReader
+
+
+def open_binary(path: Path) -> BinaryIO:
+    """``path`` open for binary reading (raises OSError like ``open``)."""
+    return open(path, "rb")  # noqa: SIM115 - the caller closes it
+
+
+def file_size(fh: BinaryIO) -> int:
+    """Size in bytes of the stream ``fh``."""
+    try:
+        return os.fstat(fh.fileno()).st_size
+    except (AttributeError, OSError, ValueError):
+        position = fh.tell()
+        size = fh.seek(0, os.SEEK_END)
+        fh.seek(position)
+        return size
+
+
+class OpenTiff(tifffile.TiffFile):
+    """A ``tifffile.TiffFile`` that owns (and closes) the stream it reads."""
+
+    def __init__(self, path: Path) -> None:
+        self._stream = open_binary(path)
+        try:
+            super().__init__(self._stream, name=Path(path).name)
+        except BaseException:
+            self._stream.close()
+            raise
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._stream.close()
+
+
+def open_tiff(path: Path, check: bool = True) -> tifffile.TiffFile:
+    """Open a TIFF file, turning every failure into an InputError naming it.
+
+    With ``check``, a file whose first image or chain of images is cut short is an error.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise InputError(path, "file not found") from None
+    except OSError as exc:
+        raise InputError(path, f"cannot read file: {exc.strerror or exc}") from exc
+    if not path.is_file():
+        raise InputError(path, "not a regular file")
+    if size == 0:
+        raise InputError(path, "empty file (0 bytes)")
+    try:
+        tif = OpenTiff(path)
+    except PermissionError:
+        raise InputError(path, "cannot be read (permission denied)") from None
+    except tifffile.TiffFileError as exc:
+        if "not a TIFF file" in str(exc):
+            raise InputError(path, "not a TIFF file") from exc
+        raise InputError(path, f"corrupt or truncated TIFF ({exc})") from exc
+    except Exception as exc:
+        raise InputError(path, f"corrupt or truncated TIFF ({exc})") from exc
+    try:
+        if len(tif.pages) == 0:
+            raise InputError(path, "TIFF file holds no image")
+        if check:
+            check_structure(tif, path)
+    except BaseException:
+        tif.close()
+        raise
+    return tif
+
+
+def check_structure(tif: tifffile.TiffFile, path: Path) -> None:
+    """Raise if the file was cut short: a tag value of the first image or the chain
+    of images (IFDs) points past the end of the file. tifffile only logs these."""
+    fh = tif.filehandle
+    size = fh.size
+    try:
+        reader = IfdReader.open(fh)  # type: ignore[arg-type]
+        if reader is None:
+            raise InputError(path, "not a TIFF file")
+        first = tif.pages.first.offset
+        entries = reader.entries(first)
+        if entries is None:
+            raise InputError(path, "truncated file: an image directory is cut short")
+        field_size = 8 if reader.bigtiff else 4
+        for code, (kind, n, field) in entries.items():
+            item = TYPE_SIZES.get(kind)
+            if item is None:
+                continue
+            nbytes = n * item
+            if nbytes > field_size:
+                offset = int.from_bytes(field, "little" if reader.byteorder == "<" else "big")
+                if offset + nbytes > size:
+                    raise InputError(
+                        path, f"truncated file: TIFF tag {code} lies past the end of the file"
+                    )
+        last = tif.pages[len(tif.pages) - 1].offset
+        if reader.entries(last) is None:
+            raise InputError(path, "truncated file: an image directory is cut short")
+        following = reader.next_ifd(last)
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(path, f"corrupt or truncated TIFF ({exc})") from exc
+    if following != 0:
+        raise InputError(
+            path,
+            f"truncated or corrupt file: the chain of images breaks after image {len(tif.pages)}",
+        )
