@@ -281,6 +281,7 @@ def test_dataset_info_fields(datasets):
         "samples",
         "recordings",
         "metadata_fields",
+        "frame_shapes",
         "skipped",
     }
     assert info["manifest"] == str(directory / "ds.manifest.json")

@@ -83,6 +83,17 @@ def find_manifest(path: str | Path) -> Path:
     return found[0]
 
 
+def _not_a_manifest(path: Any, error: Exception) -> str:
+    """Why a file given as a dataset is not one, and what to give instead."""
+    name = str(getattr(path, "name", path))
+    expected = f"expected a dataset directory or its *{MANIFEST_SUFFIX} file"
+    if name.endswith((".tar", ".tar.gz")):
+        return f"is a shard, not a dataset: {expected} (the directory that holds this shard)"
+    if name.endswith(MANIFEST_SUFFIX):
+        return f"not valid JSON: {error}"
+    return f"not a toile manifest (not JSON): {expected}"
+
+
 @dataclass
 class Manifest:
     """A parsed ``{stem}.manifest.json``; ``raw`` is the JSON object as written."""
@@ -123,7 +134,7 @@ class Manifest:
         except OSError as error:
             raise InputError(manifest_path, f"cannot read: {error.strerror}") from error
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise InputError(manifest_path, f"not valid JSON: {error}") from error
+            raise InputError(manifest_path, _not_a_manifest(manifest_path, error)) from error
         return cls(manifest_path, raw)
 
     @property
@@ -900,8 +911,13 @@ def dataset_info(path: str | Path) -> dict[str, Any]:
     ``name``, ``source``, ``frames``, ``frame_shape``, ``dtype``, ``source_dtype``,
     ``first_key``}], ``metadata_fields`` {``movie``: sorted keys of the movie metadata
     (all recordings and the first sample), ``frame``: sorted keys of the first sample's
-    ``frame`` dict, or null if it cannot be read}, ``skipped`` [{``source``, ``error``}].
+    ``frame`` dict, or null if it cannot be read}, ``frame_shapes`` {``uniform``: whether
+    every recording's frames have one shape and dtype, ``shapes`` [{``shape``, ``dtype``,
+    ``recordings``}]}, ``skipped`` [{``source``, ``error``}] (``error`` without the
+    source path in front).
     """
+    from toile.card import frame_shapes
+
     manifest = Manifest.load(path)
     sizes = [info.size for info in manifest.shards]
     movie_fields: set[str] = set()
@@ -943,8 +959,19 @@ def dataset_info(path: str | Path) -> dict[str, Any]:
             for r in manifest.recordings
         ],
         "metadata_fields": {"movie": sorted(movie_fields), "frame": frame_fields},
-        "skipped": [{"source": s.get("source"), "error": s.get("error")} for s in manifest.skipped],
+        "frame_shapes": manifest.raw.get("frame_shapes") or frame_shapes(manifest.recordings),
+        "skipped": [
+            {"source": s.get("source"), "error": skipped_reason(s.get("source"), s.get("error"))}
+            for s in manifest.skipped
+        ],
     }
+
+
+def skipped_reason(source: Any, error: Any) -> Any:
+    """A skipped recording's error without its path in front (it is printed beside it)."""
+    if isinstance(source, str) and isinstance(error, str) and error.startswith(f"{source}: "):
+        return error[len(source) + 2 :]
+    return error
 
 
 def format_info(info: dict[str, Any]) -> str:
@@ -972,6 +999,14 @@ def format_info(info: dict[str, Any]) -> str:
             f"  [{r['recording_index']}] {r['name']}: {r['frames']} frame(s) of {shape} {dtype}"
         )
         lines.append(f"      source: {r['source']}")
+    shapes = info.get("frame_shapes") or {"uniform": True, "shapes": []}
+    described = ", ".join(
+        f"{'x'.join(map(str, s['shape']))} {s['dtype']}" for s in shapes["shapes"]
+    )
+    if shapes["uniform"]:
+        lines.append(f"frames       uniform: every frame is {described or '-'}")
+    else:
+        lines.append(f"frames       mixed shapes or dtypes ({described}): batch per recording")
     fields = info["metadata_fields"]
     lines.append(f"metadata     movie: {', '.join(fields['movie']) or '-'}")
     frame = fields["frame"]
@@ -979,5 +1014,5 @@ def format_info(info: dict[str, Any]) -> str:
     lines.append(f"             frame: {frame_text}")
     lines.append(f"skipped      {len(info['skipped'])}")
     for entry in info["skipped"]:
-        lines.append(f"  {entry['source']}: {entry['error']}")
+        lines.append(f"  {entry['source']}: {skipped_reason(entry['source'], entry['error'])}")
     return "\n".join(lines)

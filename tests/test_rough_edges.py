@@ -1,0 +1,83 @@
+"""Rough edges a new user meets: messages, option forms, and what `toile info` says."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from toile.cli import main
+from toile.config import make_config
+from toile.dataset import dataset_info, format_info
+from toile.export import export_frames, export_test_frames
+
+
+def _cli(*args: str):
+    return CliRunner().invoke(main, list(args))
+
+
+def _small(path: Path, **options) -> Path:
+    export_test_frames(path, frames=3, height=16, width=16, progress=False, **options)
+    return path
+
+
+# --------------------------------------------------------------------------------------
+# toile info
+
+
+def test_info_on_a_shard_says_a_dataset_was_expected(tmp_path):
+    out = _small(tmp_path / "ds")
+    result = _cli("info", str(out / "ds-000000.tar"))
+    assert result.exit_code == 1
+    line = result.output.strip()
+    assert line == (
+        f"Error: {out / 'ds-000000.tar'}: is a shard, not a dataset: expected a dataset "
+        "directory or its *.manifest.json file (the directory that holds this shard)"
+    )
+    other = tmp_path / "notes.txt"
+    other.write_bytes(b"\x93\x00 binary")
+    result = _cli("info", str(other))
+    assert "not a toile manifest (not JSON): expected a dataset directory" in result.output
+
+
+def test_info_says_whether_frame_shapes_are_uniform(tmp_path):
+    info = dataset_info(_small(tmp_path / "one", channels=2))
+    assert info["frame_shapes"] == {
+        "uniform": True,
+        "shapes": [{"shape": [2, 16, 16], "dtype": "uint16", "recordings": 1}],
+    }
+    assert "frames       uniform: every frame is 2x16x16 uint16" in format_info(info)
+
+
+def test_info_on_mixed_shapes_and_skipped_recordings_names_each_path_once(tmp_path):
+    from toile.writers import write_imagej_stack, write_ome_tiff
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    import numpy as np
+
+    write_ome_tiff(inputs / "a.ome.tif", np.zeros((2, 8, 8), np.uint16))
+    write_imagej_stack(inputs / "b.tif", np.zeros((2, 10, 8), np.uint16))
+    bad = inputs / "c.tif"
+    bad.write_bytes(b"not a tiff at all")
+    out = tmp_path / "mixed"
+    export_frames(make_config([str(inputs)], out, on_error="skip", workers=1, progress=False))
+    info = dataset_info(out)
+    assert info["frame_shapes"]["uniform"] is False
+    text = format_info(info)
+    assert "frames       mixed shapes or dtypes (8x8 uint16, 10x8 uint16)" in text
+    skipped = [line for line in text.splitlines() if str(bad) in line]
+    assert len(skipped) == 1 and skipped[0].count(str(bad)) == 1, skipped
+    raw = json.loads(next(out.glob("*.manifest.json")).read_text())
+    assert raw["skipped"][0]["source"] == str(bad)
+    assert str(bad) not in info["skipped"][0]["error"]
+
+
+@pytest.mark.parametrize("name", ["ds.manifest.json"])
+def test_info_on_a_broken_manifest_still_says_json(tmp_path, name):
+    out = _small(tmp_path / "ds")
+    (out / name).write_text("{not json")
+    result = _cli("info", str(out / name))
+    assert result.exit_code == 1 and "not valid JSON" in result.output
