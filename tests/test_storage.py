@@ -198,3 +198,24 @@ def test_open_input_reads_tiff_planes_exactly_from_memory() -> None:
 
 def test_errors_are_toile_errors() -> None:
     assert issubclass(InputError, ToileError) and issubclass(OutputError, ToileError)
+
+
+def test_journal_lines_moves_and_hashes(storage: Storage) -> None:
+    storage.ensure()
+    staging = storage.child(".x.staging")
+    staging.ensure()
+    staging.append_line("journal.jsonl", '{"fingerprint": "f"}')
+    staging.append_line("journal.jsonl", '{"name": "x-000000.tar"}')
+    assert staging.read_text("journal.jsonl").splitlines() == [
+        '{"fingerprint": "f"}',
+        '{"name": "x-000000.tar"}',
+    ]
+    with staging.create("x-000000.tar") as sink:
+        sink.write([b"shard bytes"])
+        committed = sink.commit()
+    assert staging.sha256("x-000000.tar") == committed.sha256
+    assert staging.sha256("missing.tar") is None
+    staging.move_to("x-000000.tar", storage)
+    assert storage.list() == ["x-000000.tar"]
+    assert staging.list() == ["journal.jsonl"]
+    assert storage.sha256("x-000000.tar") == hashlib.sha256(b"shard bytes").hexdigest()

@@ -342,14 +342,15 @@ def export_test_recording_command(output: Path, layout: str, **options: Any) -> 
 
 
 @main.command("info")
-@click.argument("dataset", type=click.Path(path_type=Path))
+@click.argument("dataset", type=click.Path(path_type=str))
 @click.option(
     "--json", "as_json", is_flag=True, help="Print one JSON object (stable field names) instead."
 )
-def info_command(dataset: Path, as_json: bool) -> None:
+def info_command(dataset: str, as_json: bool) -> None:
     """Describe a dataset: shards, samples, recordings, metadata fields, skipped inputs.
 
-    DATASET is a dataset directory or its *.manifest.json file. The JSON
+    DATASET is a dataset directory or its *.manifest.json file, or a URL of
+    either (s3://bucket/prefix/dataset, with the toile[s3] extra). The JSON
     fields are documented in toile.dataset.dataset_info.
 
     \b
@@ -375,10 +376,12 @@ def info_command(dataset: Path, as_json: bool) -> None:
 
 
 @main.command("verify")
-@click.argument("dataset", type=click.Path(path_type=Path))
+@click.argument("dataset", type=click.Path(path_type=str))
 @click.option("-v", "--verbose", is_flag=True, help="Log each shard as it is checked.")
-def verify_command(dataset: Path, verbose: bool) -> None:
+def verify_command(dataset: str, verbose: bool) -> None:
     """Check every shard of a dataset against its manifest and decode every sample.
+
+    DATASET is a dataset directory, its manifest, or a URL of either.
 
     Prints one line per problem (naming the shard, and the sample key where
     relevant), then a summary line. Exits 0 when all is well, 1 otherwise.

@@ -59,8 +59,11 @@ _KEY_RE = re.compile(rf"^{KEY_PREFIX}-(\d{{6}})-(\d{{3,}})$")
 
 
 def find_manifest(path: str | Path) -> Path:
-    """The manifest of a dataset given as its directory or as the manifest file itself."""
-    path = Path(path)
+    """The manifest of a dataset given as its directory or as the manifest file itself.
+
+    ``path`` may be a URL (``s3://bucket/prefix/dataset``), read through :mod:`toile.storage`.
+    """
+    path = _as_path(path)
     if path.is_file():
         return path
     if not path.exists():
@@ -81,6 +84,39 @@ def find_manifest(path: str | Path) -> Path:
             f"holds {len(found)} datasets ({names}); pass the manifest file of the one you mean",
         )
     return found[0]
+
+
+def _as_path(location: str | Path) -> Any:
+    """A local path, or for a URL a path-like view of it (:mod:`toile.storage.paths`)."""
+    if isinstance(location, str) and "://" in location:
+        from toile.storage.paths import as_path
+
+        return as_path(location)
+    return Path(location)
+
+
+def _open_shard(url: str) -> Any:
+    """A shard (a local path or a URL) opened for streaming."""
+    if "://" not in url:
+        return open(url, "rb")
+    from toile.storage.paths import open_location
+
+    return open_location(url)
+
+
+def _register_opener(urls: list[str]) -> None:
+    """Let stock webdataset open URL shards (``s3://``...) through fsspec."""
+    if urls and "://" in urls[0]:
+        from toile.storage.paths import register_webdataset_opener
+
+        register_webdataset_opener(urls)
+
+
+def _with_opener(urls: Iterable[dict]) -> Iterator[dict]:
+    """The shard list, registering the URL opener in the process that opens them."""
+    for entry in urls:
+        _register_opener([str(entry.get("url", ""))])
+        yield entry
 
 
 def _not_a_manifest(path: Any, error: Exception) -> str:
@@ -276,7 +312,7 @@ def _read_shard(manifest: Manifest, url: str, on_error: str) -> Iterator[dict]:
             return None
 
     try:
-        with open(url, "rb") as handle, tarfile.open(fileobj=handle, mode="r|*") as tar:
+        with _open_shard(url) as handle, tarfile.open(fileobj=handle, mode="r|*") as tar:
             for member in tar:
                 tar.members.clear()  # stream mode keeps every TarInfo otherwise
                 if not member.isfile():
@@ -390,6 +426,7 @@ def _parties() -> tuple[int, int]:
 
 def _split_shards(n_shards: int, urls: Iterable[dict]) -> Iterator[dict]:
     """Each reader takes every n-th shard when there are at least as many shards as readers."""
+    urls = _with_opener(urls)
     index, count = _parties()
     if count > 1 and n_shards >= count:
         yield from islice(urls, index, None, count)
@@ -472,6 +509,7 @@ class ToileDataset:
 
         on_error = _check_on_error(on_error or self.on_error)
         urls = self.manifest.urls
+        _register_opener(urls)
         shardshuffle: int | bool = min(len(urls), 100) if shuffle > 0 else False
         pipeline = wds.WebDataset(
             urls,
@@ -720,7 +758,7 @@ def _verify_shard(
 
     keys: list[str] = []
     try:
-        with open(path, "rb") as handle:
+        with path.open("rb") as handle:
             reader = _CountingReader(handle)
             try:
                 _scan_tar(manifest, reader, state, keys, problem)
@@ -885,7 +923,7 @@ def _first_sample_metadata(manifest: Manifest) -> dict | None:
         return None
     path = manifest.directory / manifest.shards[0].name
     try:
-        with tarfile.open(path, mode="r|*") as tar:
+        with path.open("rb") as handle, tarfile.open(fileobj=handle, mode="r|*") as tar:
             for member in tar:
                 key, ext = _split_member(member.name)
                 if ext not in ("json", "msgpack"):

@@ -29,6 +29,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from toile.errors import ToileError
+
 Buffer = bytes | bytearray | memoryview
 
 
@@ -194,8 +196,27 @@ class Storage(ABC):
     def size(self, name: str) -> int | None:
         """The size of ``name`` in bytes, or None when it does not exist."""
 
+    @abstractmethod
+    def append_line(self, name: str, line: str) -> None:
+        """Append one line durably (object stores rewrite the small object whole)."""
+
+    @abstractmethod
+    def move_to(self, name: str, target: Storage) -> None:
+        """Move ``name`` into ``target`` under the same name (a rename, or copy and delete)."""
+
     def exists(self, name: str) -> bool:
         return self.size(name) is not None
+
+    def sha256(self, name: str) -> str | None:
+        """SHA-256 of ``name`` read back whole, or None when it cannot be read."""
+        digest = hashlib.sha256()
+        try:
+            with self.open_read(name) as handle:
+                while chunk := handle.read(1 << 22):
+                    digest.update(chunk)
+        except (OSError, ToileError):
+            return None
+        return digest.hexdigest()
 
     def sync(self) -> None:
         """Make renames and removals under the root durable (a directory fsync locally)."""

@@ -312,6 +312,20 @@ class FsspecStorage(Storage):
                 self.fs.pipe_file(tmp, data)
                 self.fs.mv(tmp, self.path_of(name))
 
+    def append_line(self, name: str, line: str) -> None:
+        """Object stores cannot append: the (small) object is read and written again whole."""
+        try:
+            text = self.read_text(name)
+        except FileNotFoundError:
+            text = ""
+        self.write_text(name, text + line + "\n")
+
+    def move_to(self, name: str, target: Storage) -> None:
+        if not isinstance(target, FsspecStorage) or target.fs is not self.fs:
+            raise TypeError("an object moves only within its own filesystem")
+        with self.errors(target.url_of(name), "cannot move into place", OutputError):
+            self.fs.mv(self.path_of(name), target.path_of(name))
+
     def read_text(self, name: str) -> str:
         try:
             data = self.fs.cat_file(self.path_of(name))

@@ -199,6 +199,27 @@ class LocalStorage(Storage):
     def write_text(self, name: str, text: str) -> None:
         write_text_atomic(self.root / name, text)
 
+    def append_line(self, name: str, line: str) -> None:
+        path = self.root / name
+        try:
+            with open(path, "a", encoding="utf-8") as handle:
+                handle.write(line + "\n")
+                handle.flush()
+                if self.fsync:
+                    os.fsync(handle.fileno())
+        except OSError as error:
+            raise OutputError(f"{path}: cannot write: {error.strerror or error}") from error
+
+    def move_to(self, name: str, target: Storage) -> None:
+        if not isinstance(target, LocalStorage):
+            raise TypeError("a local file moves only into a local directory")
+        try:
+            os.replace(self.root / name, target.root / name)
+        except OSError as error:
+            raise OutputError(
+                f"{target.root / name}: cannot move into place: {error.strerror}"
+            ) from error
+
     def read_text(self, name: str) -> str:
         return (self.root / name).read_text(encoding="utf-8")
 
