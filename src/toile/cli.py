@@ -406,5 +406,121 @@ def verify_command(dataset: str, verbose: bool) -> None:
         sys.exit(EXIT_ERROR)
 
 
+#: Environment variable holding the PDS account's password for `toile publish --pds`.
+PDS_PASSWORD_ENV = "TOILE_PDS_PASSWORD"
+
+
+@main.command("publish")
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option(
+    "--index",
+    "index_path",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[PATH]",
+    help="Register in an atdata SQLite index (atdata's default, ~/.atdata/index.db, or PATH).",
+)
+@click.option("--pds", "pds_url", metavar="URL", help="Publish on the ATProto PDS at URL.")
+@click.option(
+    "--handle", help="Account on the PDS (handle or DID); password from $TOILE_PDS_PASSWORD."
+)
+@click.option("--name", help="Dataset name (default: the dataset's stem).")
+@click.option("--description", help="One-line description of the dataset.")
+@click.option(
+    "--blob-limit",
+    type=click.IntRange(min=1),
+    help="The PDS's blob size limit in bytes, when known (checked before any upload).",
+)
+@click.option("--force", is_flag=True, help="Publish beyond atdata's 1 GB limit per dataset.")
+@click.option("--dry-run", is_flag=True, help="Run the checks and print what would be published.")
+@_VERBOSE
+def publish_command(
+    dataset: Path,
+    index_path: str | None,
+    pds_url: str | None,
+    handle: str | None,
+    name: str | None,
+    description: str | None,
+    blob_limit: int | None,
+    force: bool,
+    dry_run: bool,
+    verbose: bool,
+) -> None:
+    """Share a --format atdata dataset: in an atdata index, or on an ATProto PDS.
+
+    Every shard is checked against the manifest first; the dataset's files are not
+    changed. Where it was published is kept in {stem}.published.json beside the manifest.
+
+    \b
+    Examples:
+      toile publish /output/dataset --index
+      toile publish /output/dataset --index /lab/atdata-index.db --name mouse-123
+      TOILE_PDS_PASSWORD=... toile publish /output/dataset --pds https://pds.example.org --handle alice.example.org
+      toile publish /output/dataset --pds https://pds.example.org --handle alice.example.org --dry-run
+    """
+    import os
+
+    _setup_logging(verbose)
+    if (index_path is None) == (pds_url is None):
+        raise click.UsageError("give one of --index [PATH] or --pds URL")
+    if pds_url is not None and not handle:
+        raise click.UsageError("--pds needs --handle")
+    if index_path is not None and (handle or blob_limit or force):
+        raise click.UsageError("--handle, --blob-limit and --force go with --pds")
+
+    if index_path is not None:
+
+        def index_action() -> Any:
+            from toile.publish import publish_index
+
+            return publish_index(
+                dataset, index_path or None, name=name, description=description, dry_run=dry_run
+            )
+
+        result = _run(index_action)
+        click.echo(f"toile publish: {result.summary()}", err=True)
+        return
+
+    assert pds_url is not None and handle is not None
+    password = os.environ.get(PDS_PASSWORD_ENV) or None
+    if password is None and not dry_run:
+        if not sys.stdin.isatty():
+            raise click.UsageError(f"set {PDS_PASSWORD_ENV} (no terminal to ask for the password)")
+        password = click.prompt(f"Password for {handle}", hide_input=True)
+
+    def on_blob(upload: Any, position: int, count: int) -> None:
+        done = (
+            f"{upload.size:,} bytes in {upload.seconds:.2f} s ({upload.rate:.1f} MB/s)"
+            if upload.uploaded
+            else "already on the server"
+        )
+        click.echo(f"toile publish: [{position}/{count}] {upload.name}: {done}", err=True)
+
+    def pds_action() -> Any:
+        from toile.publish import publish_pds
+
+        return publish_pds(
+            dataset,
+            pds_url,
+            handle,
+            password,
+            name=name,
+            description=description,
+            dry_run=dry_run,
+            blob_limit=blob_limit,
+            force=force,
+            on_blob=on_blob,
+        )
+
+    result = _run(pds_action)
+    if dry_run:
+        for upload in result.shards:
+            click.echo(
+                f"toile publish: would upload {upload.name} ({upload.size:,} bytes)", err=True
+            )
+    click.echo(f"toile publish: {result.summary()}", err=True)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

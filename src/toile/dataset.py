@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     import atdata
     import webdataset
 
+    from toile.publish.remote import RemoteDataset
+
 log = logging.getLogger(__name__)
 
 #: Tar members of one sample, by encoding (the extension after the key's dot).
@@ -570,12 +572,20 @@ class ToileDataset:
         return dataset.as_type(sample_type)
 
 
-def open_dataset(path: str | Path, on_error: str = "fail") -> ToileDataset:
+def open_dataset(
+    path: str | Path, on_error: str = "fail", *, pds: str | None = None
+) -> ToileDataset | RemoteDataset:
     """Open a toile dataset given as its directory or its ``*.manifest.json`` file.
 
     ``on_error`` is the default for reading: ``"fail"`` raises :class:`DamagedShardError`
     on a damaged shard, ``"skip"`` leaves damaged samples out with a logged warning.
+    An ``at://`` URI opens a dataset published on a PDS (``pds`` names the PDS; see
+    :mod:`toile.publish.remote`).
     """
+    if isinstance(path, str) and path.startswith("at://"):
+        from toile.publish.remote import open_remote
+
+        return open_remote(path, pds=pds)
     return ToileDataset(Manifest.load(path), on_error=on_error)
 
 
@@ -1053,4 +1063,7 @@ def format_info(info: dict[str, Any]) -> str:
     lines.append(f"skipped      {len(info['skipped'])}")
     for entry in info["skipped"]:
         lines.append(f"  {entry['source']}: {skipped_reason(entry['source'], entry['error'])}")
+    from toile.publish.common import format_publications
+
+    lines.extend(format_publications(info))
     return "\n".join(lines)
