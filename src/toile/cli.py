@@ -522,5 +522,73 @@ def publish_command(
     click.echo(f"toile publish: {result.summary()}", err=True)
 
 
+@main.command("preview")
+@click.argument("targets", nargs=-1, required=True, metavar="DATASET|INPUT...")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    default=Path("preview.png"),
+    show_default=True,
+    help="The PNG file to write.",
+)
+@click.option(
+    "--recording",
+    "recordings",
+    type=click.IntRange(min=0),
+    multiple=True,
+    help="Show this recording (its recording_index; repeatable). Default: the first few.",
+)
+@click.option(
+    "--max-recordings",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Recordings shown when --recording is not given.",
+)
+@click.option(
+    "--frames",
+    "max_frames",
+    type=click.IntRange(min=1),
+    default=200,
+    show_default=True,
+    help="Frames read per recording at most, evenly spaced, for projections and traces.",
+)
+@_VERBOSE
+def preview_command(
+    targets: tuple[str, ...],
+    output: Path,
+    recordings: tuple[int, ...],
+    max_recordings: int,
+    max_frames: int,
+    verbose: bool,
+) -> None:
+    """Draw one picture of a dataset, or of recordings before export.
+
+    For each recording: the first frame, mean and max projections with robust
+    contrast (0.5-99.5 percentile), and the mean intensity over time (F, and
+    dF/F0 with F0 the 10th percentile of F), titled with its shape, dtype,
+    frame rate and pixel size. DATASET is a dataset directory or manifest;
+    anything else is read as `export frames` reads its INPUTs.
+
+    \b
+    Examples:
+      toile preview /output/dataset
+      toile preview /output/dataset -o mouse3.png --recording 2 --frames 500
+      toile preview /data/TSeries-03152024-001/ -o before.png
+    """
+    _setup_logging(verbose)
+
+    def action() -> Path:
+        from toile.preview import preview
+
+        return preview(
+            targets, output, list(recordings) or None, max_frames=max_frames, limit=max_recordings
+        )
+
+    written = _run(action)
+    click.echo(f"toile: wrote {written}", err=True)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
