@@ -6,6 +6,7 @@ The servers start once per session (tests/pds_server.py); each test has its own 
 from __future__ import annotations
 
 import json
+import re
 import socket
 from pathlib import Path
 
@@ -254,3 +255,20 @@ def test_open_unknown_record_is_one_line(pds_stack, account):
     with pytest.raises(toile.errors.InputError, match="no such record") as error:
         toile.open(uri, pds=pds_stack.pds.url)
     assert "\n" not in str(error.value)
+
+
+def test_readme_collaborator_example(pds_stack, account, dataset, tmp_path, monkeypatch):
+    """The README's reading example runs as written against a real PDS and PLC."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Publishing") :]
+    (block,) = re.findall(r"```py\n(.*?)```", section, re.DOTALL)[:1]
+    result = _publish(dataset, pds_stack.pds, account)
+    (example_uri,) = re.findall(r'uri = "(at://[^"]+)"', block)
+    code = block.replace(example_uri, result.uri).replace("/data/mouse-123", str(tmp_path / "copy"))
+    monkeypatch.setenv("TOILE_PLC_URL", pds_stack.plc.url)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    local = list(toile.open(dataset))
+    assert _same([namespace["frame"]], local[:1])
+    assert _same(list(namespace["copy"]), local)
+    assert _same(list(namespace["frames"].ordered()), local)
