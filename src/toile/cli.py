@@ -294,17 +294,19 @@ def export_test_frames_command(output: Path, **options: Any) -> None:
 @click.argument("output", type=click.Path(path_type=Path))
 @click.option(
     "--layout",
-    type=click.Choice(["ome-tiff", "prairie-view", "imagej"]),
+    type=click.Choice(["ome-tiff", "prairie-view", "scanimage", "imagej"]),
     default="ome-tiff",
     show_default=True,
     help="ome-tiff: one multi-page file; prairie-view: a T-Series directory, one file per "
-    "frame and channel; imagej: an ImageJ stack without OME-XML.",
+    "frame and channel; scanimage: a ScanImage BigTIFF file, or an acquisition split over "
+    "three files when OUTPUT is a directory; imagej: an ImageJ stack without OME-XML.",
 )
 @_movie_options(frames=100)
 def export_test_recording_command(output: Path, layout: str, **options: Any) -> None:
     """Write a synthetic recording as a microscope would, to try `export frames` on.
 
-    OUTPUT is a file for ome-tiff and imagej, a directory for prairie-view.
+    OUTPUT is a file for ome-tiff and imagej, a directory for prairie-view, either for
+    scanimage.
     The movie is the same synthetic calcium imaging as `test-frames`.
 
     \b
@@ -319,7 +321,9 @@ def export_test_recording_command(output: Path, layout: str, **options: Any) -> 
         from toile.errors import ConfigError
         from toile.synthetic import MovieSpec, generate_frames, movie_metadata
 
-        if layout != "prairie-view" and not output.name.lower().endswith((".tif", ".tiff")):
+        if layout not in ("prairie-view", "scanimage") and not output.name.lower().endswith(
+            (".tif", ".tiff")
+        ):
             raise click.BadParameter(
                 f"{output}: a {layout} recording is a file whose name ends in .tif or .tiff",
                 param_hint="OUTPUT",
@@ -332,6 +336,15 @@ def export_test_recording_command(output: Path, layout: str, **options: Any) -> 
         if layout == "prairie-view":
             return writers.write_prairie_series(
                 output, frames, n_channels=spec.channels, prefix=output.name
+            )
+        if layout == "scanimage":
+            split = not output.name.lower().endswith((".tif", ".tiff"))
+            return writers.write_scanimage(
+                output,
+                (writers.scanimage_pixels(frame) for frame in frames),
+                frames_per_file=-(-spec.frames // 3) if split else None,
+                frame_rate=1.0 / spec.time_increment,
+                fov_um=spec.pixel_size * spec.width,
             )
         if spec.channels != 1:
             raise ConfigError("--layout imagej writes one channel: use --channels 1")

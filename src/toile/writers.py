@@ -9,8 +9,11 @@ all pages are on disk.
 
 from __future__ import annotations
 
+import json
+import re
+import struct
 import uuid as uuidlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
@@ -326,3 +329,744 @@ def write_imagej_stack(
     )
     tifffile.tiffcomment(path, comment=description.encode())
     return path
+
+
+#: ScanImage's BigTIFF header block: magic, then the header version (3 or 4).
+SCANIMAGE_MAGIC = 0x07030301
+
+
+def scanimage_file_name(basename: str, acquisition: int = 1, file: int = 1) -> str:
+    """ScanImage's name for file ``file`` of acquisition ``acquisition`` (both 1-based)."""
+    return f"{basename}_{acquisition:05d}_{file:05d}.tif"
+
+
+def _matlab(value: object) -> str:
+    """A value the way ScanImage prints it in its headers (MATLAB syntax)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f"'{value}'"
+    if isinstance(value, tuple):  # a column vector
+        return "[" + ";".join(_matlab(v) for v in value) + "]"
+    if isinstance(value, list):
+        if value and isinstance(value[0], str):
+            return "{" + " ".join(_matlab(v) for v in value) + "}"
+        if value and isinstance(value[0], list):
+            return "[" + ";".join(" ".join(_matlab(v) for v in row) for row in value) + "]"
+        return "[" + " ".join(_matlab(v) for v in value) + "]"
+    if isinstance(value, float):
+        return repr(value) if value != int(value) else str(int(value))
+    return str(value)
+
+
+def _fov_corners(width: float, height: float) -> list[list[float]]:
+    """ScanImage's ``imagingFovUm``: the field's corners in µm, centred on the axis."""
+    x, y = width / 2, height / 2
+    return [[-x, -y], [x, -y], [x, y], [-x, y]]
+
+
+def scanimage_header(
+    *,
+    version: int = 3,
+    channel_save: Sequence[int] = (1,),
+    frame_rate: float = 30.0,
+    zoom: float = 2.0,
+    lines: int = 256,
+    pixels: int = 256,
+    num_slices: int = 1,
+    num_volumes: int = 1,
+    frames_per_slice: int = 1,
+    fast_z: bool = False,
+    flyback_frames: int = 0,
+    discard_flyback: bool = True,
+    z_step: float = 2.0,
+    fov_um: float | None = 500.0,
+    frames_per_file: int | None = None,
+) -> dict[str, object]:
+    """The non-varying ``SI.*`` header of a ScanImage acquisition, as a dict of MATLAB values.
+
+    ``version`` 3 imitates ScanImage 2016b-2018 (``SI.hFastZ.enable``,
+    ``SI.hStackManager.numSlices``); 4 a later release that also writes
+    ``SI.hStackManager.enable``, ``stackMode``, ``actualNumSlices`` and ``actualNumVolumes``.
+    ``fov_um`` is the width of the field of view (square pixels), None for none stated.
+    """
+    volume_frames = num_slices + (flyback_frames if fast_z else 0)
+    header: dict[str, object] = {
+        "SI.LINE_FORMAT_VERSION": 1,
+        "SI.TIFF_FORMAT_VERSION": version,
+        "SI.VERSION_MAJOR": "2016b" if version == 3 else "2020",
+        "SI.VERSION_MINOR": "0",
+        "SI.acqsPerLoop": 1,
+        "SI.hBeams.powerLimits": [100],
+        "SI.hBeams.powers": [12.5],
+        "SI.hChannels.channelAdcResolution": [14, 14, 14, 14],
+        "SI.hChannels.channelName": ["Channel 1", "Channel 2", "Channel 3", "Channel 4"],
+        "SI.hChannels.channelSave": tuple(channel_save)
+        if len(channel_save) > 1
+        else channel_save[0],
+        "SI.hChannels.channelsActive": tuple(channel_save)
+        if len(channel_save) > 1
+        else channel_save[0],
+        "SI.hFastZ.discardFlybackFrames": discard_flyback,
+        "SI.hFastZ.enable": fast_z,
+        "SI.hFastZ.numDiscardFlybackFrames": flyback_frames,
+        "SI.hFastZ.numVolumes": num_volumes,
+        "SI.hPmts.gains": [600, 650, 0, 0],
+        "SI.hPmts.names": ["PMT1", "PMT2", "PMT3", "PMT4"],
+        "SI.hRoiManager.imagingFovUm": _fov_corners(fov_um, fov_um * lines / pixels)
+        if fov_um is not None
+        else [],
+        "SI.hRoiManager.linesPerFrame": lines,
+        "SI.hRoiManager.mroiEnable": False,
+        "SI.hRoiManager.pixelsPerLine": pixels,
+        "SI.hRoiManager.scanFramePeriod": 1 / frame_rate,
+        "SI.hRoiManager.scanFrameRate": frame_rate,
+        "SI.hRoiManager.scanVolumeRate": frame_rate / volume_frames,
+        "SI.hRoiManager.scanZoomFactor": zoom,
+        "SI.hScan2D.logAverageFactor": 1,
+        "SI.hScan2D.logFramesPerFile": frames_per_file if frames_per_file else "Inf",
+        "SI.hScan2D.scanPixelTimeMean": 0.5 / frame_rate / lines / pixels,
+        "SI.hScan2D.scannerType": "Resonant",
+        "SI.hStackManager.framesPerSlice": frames_per_slice,
+        "SI.hStackManager.numSlices": num_slices,
+        "SI.hStackManager.stackZStepSize": z_step,
+        "SI.objectiveResolution": 15,
+    }
+    if version >= 4:
+        header["SI.hStackManager.enable"] = num_slices > 1
+        header["SI.hStackManager.stackMode"] = "fast" if fast_z else "slow"
+        header["SI.hStackManager.actualNumSlices"] = num_slices
+        header["SI.hStackManager.actualNumVolumes"] = num_volumes
+        header["SI.hStackManager.actualStackZStepSize"] = z_step
+    if header["SI.hScan2D.logFramesPerFile"] == "Inf":
+        header["SI.hScan2D.logFramesPerFile"] = float("inf")
+    return header
+
+
+def _scanimage_text(header: dict[str, object]) -> str:
+    lines = []
+    for key, value in header.items():
+        text = "Inf" if value == float("inf") else _matlab(value)
+        lines.append(f"{key} = {text}")
+    return "\n".join(lines) + "\n"
+
+
+def scanimage_pixels(frame: np.ndarray) -> np.ndarray:
+    """A frame as ScanImage stores it: int16 (unsigned 16-bit values clipped to 32767)."""
+    frame = np.asarray(frame)
+    if frame.dtype == np.uint16:
+        return np.minimum(frame, 32767).astype(np.int16)
+    return frame
+
+
+def write_scanimage(
+    path: Path,
+    frames: Iterable[np.ndarray],
+    *,
+    frames_per_file: int | None = None,
+    acquisition: int = 1,
+    version: int = 3,
+    channel_save: Sequence[int] | None = None,
+    frame_rate: float = 30.0,
+    zoom: float = 2.0,
+    num_slices: int = 1,
+    frames_per_slice: int = 1,
+    fast_z: bool = False,
+    flyback_frames: int = 0,
+    discard_flyback: bool = True,
+    z_step: float = 2.0,
+    fov_um: float | None = 500.0,
+    epoch: tuple[int, int, int, int, int, float] = (2016, 11, 3, 15, 2, 8.613),
+) -> list[Path]:
+    """Write a ScanImage (2016b or later) recording: BigTIFF files with ScanImage's header.
+
+    ``path`` is a file (``frames_per_file`` None: one file) or a directory that receives
+    an acquisition split over files named ``{directory name}_{acquisition:05d}_{n:05d}.tif``,
+    ``frames_per_file`` frames each, like ScanImage's ``logFramesPerFile``.
+
+    Each file starts with ScanImage's block after the BigTIFF header (the magic
+    0x07030301, the header version 3 or 4, the sizes of the two blocks), the non-varying
+    ``SI.*`` frame data and the ROI group JSON; every page then holds one channel of one
+    frame (channels interleaved, ``SI.hChannels.channelSave``), the per-frame values
+    (``frameNumbers``, ``frameTimestamps_sec``, ``acqTriggerTimestamps_sec``, ``epoch``)
+    in its ImageDescription, the ``SI.*`` header in Software and the ROI JSON in Artist.
+
+    ``frames`` yields (t, z) frames, t-major: (H, W) or (C, H, W) with one entry per
+    saved channel. With ``num_slices`` > 1 frames form volumes; with ``fast_z`` and
+    ``discard_flyback`` False, ``flyback_frames`` extra frames (value -1) end every
+    volume as ScanImage logs them. ``frames_per_slice`` > 1 (a slow stack) repeats each
+    slice, frames of one slice together. Frame timestamps are the nominal frame times
+    plus a few microseconds of jitter, as a real clock gives.
+    """
+    path = Path(path)
+    split = frames_per_file is not None
+    if split:
+        path.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    roi = {
+        "RoiGroups": {
+            "imagingRoiGroup": {
+                "ver": 1,
+                "classname": "scanimage.mroi.RoiGroup",
+                "name": "Default Imaging ROI Group",
+                "rois": {
+                    "ver": 1,
+                    "classname": "scanimage.mroi.Roi",
+                    "name": "Default Imaging Roi",
+                },
+            }
+        }
+    }
+    roi_text = json.dumps(roi, indent=2)
+    writer = None
+    handle = None
+    file_frames = 0
+    header_text = ""
+    period = 1.0 / frame_rate
+    flyback_add = flyback_frames if fast_z and not discard_flyback else 0
+    frame_number = 0
+    shape = None
+
+    def logged() -> Iterator[np.ndarray]:
+        """Frames in the order ScanImage logs them, flyback frames included."""
+        nonlocal shape
+        buffer: list[np.ndarray] = []
+        per_volume = num_slices * frames_per_slice
+        for frame in _frames(frames, None):
+            shape = frame.shape
+            buffer.append(frame)
+            if len(buffer) < per_volume:
+                continue
+            # buffer holds one volume, t-major: (repeat f, slice z) -> slice-major order
+            for z in range(num_slices):
+                for f in range(frames_per_slice):
+                    yield buffer[f * num_slices + z]
+            for _ in range(flyback_add):
+                yield np.full_like(buffer[0], -1)
+            buffer = []
+        if buffer:
+            raise ValueError(
+                f"{len(buffer)} frames left over: frames must fill whole volumes of "
+                f"{num_slices} slices x {frames_per_slice} frames"
+            )
+
+    try:
+        for frame in logged():
+            if writer is None or (split and file_frames == frames_per_file):
+                if writer is not None:
+                    writer.close()
+                    handle.close()
+                if split:
+                    target = path / scanimage_file_name(path.name, acquisition, len(paths) + 1)
+                else:
+                    target = path
+                n_channels = frame.shape[0]
+                saved = list(channel_save) if channel_save else list(range(1, n_channels + 1))
+                if len(saved) != n_channels:
+                    raise ValueError(f"{n_channels} channels per frame for channelSave {saved}")
+                header_text = _scanimage_text(
+                    scanimage_header(
+                        version=version,
+                        channel_save=saved,
+                        frame_rate=frame_rate,
+                        zoom=zoom,
+                        lines=frame.shape[1],
+                        pixels=frame.shape[2],
+                        num_slices=num_slices,
+                        frames_per_slice=frames_per_slice,
+                        fast_z=fast_z,
+                        flyback_frames=flyback_frames,
+                        discard_flyback=discard_flyback,
+                        z_step=z_step,
+                        fov_um=fov_um,
+                        frames_per_file=frames_per_file,
+                    )
+                )
+                handle = open(target, "wb")  # noqa: SIM115 - closed with the writer
+                writer = tifffile.TiffWriter(handle, bigtiff=True)
+                # ScanImage's block goes between the BigTIFF header and the first IFD;
+                # tifffile places each IFD where the file position is.
+                frame_data = header_text.encode() + b"\0"
+                roi_data = roi_text.encode() + b"\0"
+                handle.write(
+                    struct.pack("<IIII", SCANIMAGE_MAGIC, version, len(frame_data), len(roi_data))
+                    + frame_data
+                    + roi_data
+                )
+                paths.append(target)
+                file_frames = 0
+            frame_number += 1
+            file_frames += 1
+            jitter = 1e-6 * ((frame_number * 7) % 5)
+            description = (
+                "\n".join(
+                    [
+                        f"frameNumbers = {frame_number}",
+                        "acquisitionNumbers = 1",
+                        f"frameNumberAcquisition = {frame_number}",
+                        f"frameTimestamps_sec = {(frame_number - 1) * period + jitter:.6f}",
+                        "acqTriggerTimestamps_sec = 0.000000",
+                        "nextFileMarkerTimestamps_sec = -1.000000",
+                        "endOfAcquisition = 0",
+                        "endOfAcquisitionMode = 0",
+                        "dcOverVoltage = 0",
+                        f"epoch = {_matlab(list(epoch))}",
+                        "auxTrigger0 = []",
+                        "auxTrigger1 = []",
+                        "auxTrigger2 = []",
+                        "auxTrigger3 = []",
+                        "I2CData = {}",
+                    ]
+                )
+                + "\n"
+            )
+            for plane in frame:
+                writer.write(
+                    plane,
+                    photometric="minisblack",
+                    metadata=None,
+                    description=description,
+                    software=header_text,
+                    extratags=[(315, "s", 0, roi_text, True)],
+                )
+    finally:
+        if writer is not None:
+            writer.close()
+            handle.close()
+    if shape is None:
+        raise ValueError(f"{path}: no frames to write")
+    return paths
+
+
+def write_scanimage3(
+    path: Path,
+    frames: Sequence[np.ndarray] | np.ndarray,
+    *,
+    frame_rate: float = 7.8125,
+    zoom: float = 2.0,
+    num_slices: int = 1,
+    z_step: float = 1.0,
+    trigger_time: str = "3/21/2011 14:05:53.123",
+) -> Path:
+    """Write a ScanImage 3.8 TIFF: a classic TIFF whose every page carries the ``state.*``
+    header (each line ending in a carriage return) and the 72 dpi resolution defaults.
+
+    ``frames`` holds (t, z) frames (H, W) or (C, H, W), t-major; ScanImage 3.x logs a
+    stack slice by slice, ``state.acq.numberOfFrames`` frames per slice, the saved
+    channels interleaved page by page.
+    """
+    path = Path(path)
+    stack = [f if f.ndim == 3 else f[np.newaxis] for f in _frames(frames, None)]
+    if not stack:
+        raise ValueError(f"{path}: no frames to write")
+    if len(stack) % num_slices:
+        raise ValueError(f"{len(stack)} frames do not divide into {num_slices} slices")
+    n_t = len(stack) // num_slices
+    n_channels, lines, pixels = stack[0].shape
+    state = {
+        "state.configPath": "C:\\ScanImage\\configs",
+        "state.configName": "astro_2ch",
+        "state.software.version": 3.8,
+        "state.software.minorRev": 0,
+        "state.acq.externallyTriggered": 0,
+        "state.acq.numberOfZSlices": num_slices,
+        "state.acq.zStepSize": z_step,
+        "state.acq.numAvgFramesSave": 1,
+        "state.acq.averaging": 0,
+        "state.acq.numberOfFrames": n_t,
+        "state.acq.linesPerFrame": lines,
+        "state.acq.pixelsPerLine": pixels,
+        "state.acq.pixelTime": 3.2e-06,
+        "state.acq.frameRate": frame_rate,
+        "state.acq.zoomFactor": zoom,
+        "state.acq.numberOfChannelsSave": n_channels,
+        "state.acq.numberOfChannelsAcquire": n_channels,
+        **{f"state.acq.savingChannel{c}": int(c <= n_channels) for c in range(1, 5)},
+        **{f"state.acq.acquiringChannel{c}": int(c <= n_channels) for c in range(1, 5)},
+        "state.init.eom.maxPower1": 20,
+        "state.motor.absXPosition": 1520.5,
+        "state.motor.absYPosition": -310.25,
+        "state.motor.absZPosition": 45.0,
+        "state.internal.triggerTimeString": trigger_time,
+    }
+    text = "".join(f"{key}={_matlab(value)}\r" for key, value in state.items())
+    with tifffile.TiffWriter(path) as writer:
+        for z in range(num_slices):
+            for t in range(n_t):
+                for plane in stack[t * num_slices + z]:
+                    writer.write(
+                        plane,
+                        photometric="minisblack",
+                        metadata=None,
+                        resolution=(72, 72),
+                        resolutionunit="INCH",
+                        description=text,
+                    )
+    return path
+
+
+# Micro-Manager 1.4 MMStack: the header block between the TIFF header and the first IFD.
+_MM_INDEX_MAP_OFFSET_HEADER = 54773648
+_MM_INDEX_MAP_HEADER = 3453623
+_MM_DISPLAY_OFFSET_HEADER = 483765892
+_MM_DISPLAY_HEADER = 347834724
+_MM_COMMENTS_OFFSET_HEADER = 99384722
+_MM_COMMENTS_HEADER = 84720485
+_MM_SUMMARY_HEADER = 2355492
+#: The TIFF tag of the per-image Micro-Manager JSON.
+MM_METADATA_TAG = 51123
+
+
+def write_mmstack_file(
+    path: Path,
+    planes: Sequence[np.ndarray],
+    *,
+    summary: dict,
+    image_tags: Sequence[dict],
+    description: str | None,
+    comments: dict | None = None,
+) -> Path:
+    """Write one Micro-Manager 1.4 MMStack file (``*_MMStack_*.ome.tif``), as
+    ``MultipageTiffWriter`` lays it out: a classic TIFF whose header is followed by the
+    index map offset, display settings offset, comments offset and summary headers and the
+    summary JSON, then the index map (``channel, slice, frame, position, IFD offset`` per
+    image); each page holds one image and its own JSON in tag 51123; the display settings
+    and comments come last. ``description`` (OME-XML, or None) goes in the first page.
+    ``image_tags[i]`` is image ``i``'s JSON, with ``ChannelIndex``, ``SliceIndex``,
+    ``FrameIndex`` and ``PositionIndex``.
+    """
+    path = Path(path)
+    summary_bytes = json.dumps(summary).encode()
+    count = len(planes)
+    index_space = 8 + 20 * count
+    with open(path, "wb") as handle:
+        writer = tifffile.TiffWriter(handle, bigtiff=False, byteorder="<")
+        start = handle.tell()  # 8: after the TIFF header
+        handle.write(
+            struct.pack(
+                "<IIIIIIII",
+                _MM_INDEX_MAP_OFFSET_HEADER,
+                start + 32 + len(summary_bytes),
+                _MM_DISPLAY_OFFSET_HEADER,
+                0,
+                _MM_COMMENTS_OFFSET_HEADER,
+                0,
+                _MM_SUMMARY_HEADER,
+                len(summary_bytes),
+            )
+        )
+        handle.write(summary_bytes)
+        handle.write(struct.pack("<II", _MM_INDEX_MAP_HEADER, count) + b"\0" * (index_space - 8))
+        for i, (plane, tags) in enumerate(zip(planes, image_tags, strict=True)):
+            writer.write(
+                plane,
+                photometric="minisblack",
+                metadata=None,
+                description=description.encode() if i == 0 and description else None,
+                resolution=(1.0, 1.0),
+                extratags=[(MM_METADATA_TAG, "s", 0, json.dumps(tags), True)],
+            )
+        writer.close()
+    with tifffile.TiffFile(path) as tif:
+        offsets = [page.offset for page in tif.pages]
+    display = json.dumps(
+        [{"Color": -1, "Gamma": 1.0, "Min": 0, "Max": 65535} for _ in summary.get("ChNames", [0])]
+    ).encode()
+    comment_bytes = json.dumps(comments or {"Summary": ""}).encode()
+    with open(path, "r+b") as handle:
+        handle.seek(start + 32 + len(summary_bytes) + 8)
+        for tags, offset in zip(image_tags, offsets, strict=True):
+            handle.write(
+                struct.pack(
+                    "<IIIII",
+                    tags["ChannelIndex"],
+                    tags["SliceIndex"],
+                    tags["FrameIndex"],
+                    tags["PositionIndex"],
+                    offset,
+                )
+            )
+        end = handle.seek(0, 2)
+        handle.write(struct.pack("<II", _MM_DISPLAY_HEADER, len(display)) + display)
+        comments_at = handle.tell()
+        handle.write(struct.pack("<II", _MM_COMMENTS_HEADER, len(comment_bytes)) + comment_bytes)
+        handle.seek(start + 12)
+        handle.write(struct.pack("<I", end))
+        handle.seek(start + 20)
+        handle.write(struct.pack("<I", comments_at))
+    return path
+
+
+def mmstack_file_name(prefix: str, position: str, part: int = 0) -> str:
+    """Micro-Manager 1.4's name for part ``part`` (0: the first) of a position's stack."""
+    return f"{prefix}_MMStack_{position}" + (f"_{part}" if part else "") + ".ome.tif"
+
+
+def write_micromanager(
+    directory: Path,
+    positions: Sequence[Sequence[np.ndarray]],
+    *,
+    prefix: str = "astro",
+    channels: Sequence[str] = ("GFP",),
+    size_z: int = 1,
+    position_names: Sequence[str] | None = None,
+    stage_positions: Sequence[tuple[float, float]] | None = None,
+    planes_per_file: int | None = None,
+    interval_ms: float = 500.0,
+    exposure_ms: float = 20.0,
+    pixel_size_um: float | None = 0.65,
+    z_step_um: float = 1.5,
+    start_time: str = "2013-11-05 16:17:05 -0800",
+    ome_xml: str | None = None,
+    ome_delta_t: bool = True,
+    metadata_txt: bool = True,
+) -> list[Path]:
+    """Write a Micro-Manager 1.4 multi-position acquisition saved as OME-TIFF image stacks:
+    one ``{prefix}_MMStack_{position}.ome.tif`` per position, split into ``..._1.ome.tif``,
+    ``..._2.ome.tif`` after ``planes_per_file`` images (Micro-Manager splits at 4 GB), and a
+    ``{prefix}_MMStack_{position}_metadata.txt`` per position (``Summary`` and one
+    ``FrameKey-t-c-z`` JSON per image).
+
+    ``positions[p]`` holds position ``p``'s (t, z) frames, t-major: (H, W) or (C, H, W).
+    Micro-Manager writes the full OME-XML into the files of the first position and a
+    ``BinaryOnly`` pointer to its first file into the others; ``ome_xml`` replaces the
+    generated document (to embed a real one whose file names match). ``ome_delta_t`` False
+    leaves the planes' DeltaT out of the OME-XML (the elapsed times are then only in
+    ``metadata.txt`` and the images' own JSON).
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    names = list(position_names or [f"Pos{p}" for p in range(len(positions))])
+    stages = list(stage_positions or [(100.0 * p, -50.0 * p) for p in range(len(positions))])
+    stacks = [
+        [f if f.ndim == 3 else f[np.newaxis] for f in _frames(frames, len(channels))]
+        for frames in positions
+    ]
+    height, width = stacks[0][0].shape[1:]
+    dtype = stacks[0][0].dtype
+    size_t = len(stacks[0]) // size_z
+    summary = {
+        "Prefix": prefix,
+        "Positions": len(positions),
+        "Channels": len(channels),
+        "Slices": size_z,
+        "Frames": size_t,
+        "ChNames": list(channels),
+        "ChColors": [-16711936] * len(channels),
+        "Width": width,
+        "Height": height,
+        "PixelType": "GRAY16" if dtype.itemsize == 2 else "GRAY8",
+        "BitDepth": 8 * dtype.itemsize,
+        "IJType": 1 if dtype.itemsize == 2 else 0,
+        "z-step_um": z_step_um,
+        "Interval_ms": interval_ms,
+        "SlicesFirst": True,
+        "TimeFirst": False,
+        "MicroManagerVersion": "1.4.16 20131104",
+        "MetadataVersion": 10,
+        "StartTime": start_time,
+        "Source": "Micro-Manager",
+        "Directory": str(directory.parent),
+        "ComputerName": "scope-1",
+        "UserName": "imaging",
+    }
+    if pixel_size_um is not None:
+        summary["PixelSize_um"] = pixel_size_um
+    # plan the files: (position, part) -> list of (t, z, c, plane)
+    files: list[tuple[int, str, list[tuple[int, int, int, np.ndarray]]]] = []
+    for p, stack in enumerate(stacks):
+        entries = [
+            (i // size_z, i % size_z, c, plane)
+            for i, frame in enumerate(stack)
+            for c, plane in enumerate(frame)
+        ]
+        step = planes_per_file or len(entries)
+        for part, begin in enumerate(range(0, len(entries), step)):
+            files.append(
+                (p, mmstack_file_name(prefix, names[p], part), entries[begin : begin + step])
+            )
+    uuids = {name: _new_uuid() for _, name, _ in files}
+    elapsed = {}
+    for p, _, entries in files:
+        for t, z, c, _plane in entries:
+            elapsed[(p, t, z, c)] = round(t * interval_ms + (z * len(channels) + c) * 31.0 + 7.0, 1)
+
+    def tags(p: int, t: int, z: int, c: int, file_name: str) -> dict:
+        x, y = stages[p]
+        return {
+            "ChannelIndex": c,
+            "SliceIndex": z,
+            "FrameIndex": t,
+            "PositionIndex": p,
+            "Channel": channels[c],
+            "PositionName": names[p],
+            "ElapsedTime-ms": elapsed[(p, t, z, c)],
+            "Exposure-ms": exposure_ms,
+            "XPositionUm": x,
+            "YPositionUm": y,
+            "ZPositionUm": -4.0 + z * z_step_um,
+            "Width": width,
+            "Height": height,
+            "PixelType": summary["PixelType"],
+            "Binning": 1,
+            "Camera": "Camera",
+            "FileName": file_name,
+            **({"PixelSizeUm": pixel_size_um} if pixel_size_um is not None else {}),
+        }
+
+    if ome_xml is None:
+        images = []
+        for p in range(len(stacks)):
+            tiff_data = []
+            planes_xml = []
+            for _, name, entries in (f for f in files if f[0] == p):
+                for ifd, (t, z, c, _plane) in enumerate(entries):
+                    tiff_data.append(
+                        f'<TiffData FirstC="{c}" FirstT="{t}" FirstZ="{z}" IFD="{ifd}" '
+                        f'PlaneCount="1"><UUID FileName={quoteattr(name)}>{uuids[name]}</UUID>'
+                        "</TiffData>"
+                    )
+                    x, y = stages[p]
+                    delta = (
+                        f' DeltaT="{elapsed[(p, t, z, c)]!r}" DeltaTUnit="ms"'
+                        if ome_delta_t
+                        else ""
+                    )
+                    planes_xml.append(
+                        f'<Plane{delta} ExposureTime="{exposure_ms!r}" ExposureTimeUnit="ms"'
+                        f' PositionX="{x!r}" PositionXUnit="µm" PositionY="{y!r}"'
+                        f' PositionYUnit="µm" TheC="{c}" TheT="{t}" TheZ="{z}"/>'
+                    )
+            size = (
+                f' PhysicalSizeX="{pixel_size_um!r}" PhysicalSizeXUnit="µm"'
+                f' PhysicalSizeY="{pixel_size_um!r}" PhysicalSizeYUnit="µm"'
+                if pixel_size_um is not None
+                else ""
+            )
+            channels_xml = "".join(
+                f'<Channel ID="Channel:{p}:{c}" Name={quoteattr(n)} SamplesPerPixel="1"/>'
+                for c, n in enumerate(channels)
+            )
+            x, y = stages[p]
+            images.append(
+                f'<Image ID="Image:{p}" Name={quoteattr(f"{prefix}_MMStack_{names[p]}")}>'
+                f'<StageLabel Name={quoteattr(names[p])} X="{x!r}" XUnit="µm" Y="{y!r}" YUnit="µm"/>'
+                f'<Pixels BigEndian="false" DimensionOrder="XYCZT" ID="Pixels:{p}"{size}'
+                f' PhysicalSizeZ="{z_step_um!r}" PhysicalSizeZUnit="µm" SizeC="{len(channels)}"'
+                f' SizeT="{size_t}" SizeX="{width}" SizeY="{height}" SizeZ="{size_z}"'
+                f' Type="{_OME_TYPES[dtype.name]}">{channels_xml}{"".join(tiff_data)}'
+                f"{''.join(planes_xml)}</Pixels></Image>"
+            )
+        ome_xml = f'{_XML_HEADER}<OME xmlns="{OME_NAMESPACE}">{"".join(images)}</OME>'
+    master = files[0][1]
+    # a given document names each file's UUID: the pointers of BinaryOnly files use them
+    for file_name, file_uuid in re.findall(r'<UUID FileName="([^"]+)">([^<]+)</UUID>', ome_xml):
+        uuids[file_name] = file_uuid
+    paths = []
+    for p, name, entries in files:
+        if p == 0:
+            description = ome_xml
+        else:
+            description = (
+                f'{_XML_HEADER}<OME xmlns="{OME_NAMESPACE}" UUID="{uuids[name]}">'
+                f'<BinaryOnly MetadataFile={quoteattr(master)} UUID="{uuids[master]}"/></OME>'
+            )
+        paths.append(
+            write_mmstack_file(
+                directory / name,
+                [plane for *_, plane in entries],
+                summary=summary,
+                image_tags=[tags(p, t, z, c, name) for t, z, c, _ in entries],
+                description=description,
+            )
+        )
+    if metadata_txt:
+        for p in range(len(stacks)):
+            document: dict = {"Summary": summary}
+            for _, name, entries in (f for f in files if f[0] == p):
+                for t, z, c, _plane in entries:
+                    document[f"FrameKey-{t}-{c}-{z}"] = tags(p, t, z, c, name)
+            target = directory / f"{prefix}_MMStack_{names[p]}_metadata.txt"
+            target.write_text(json.dumps(document, indent=2))
+            paths.append(target)
+    return paths
+
+
+def mm2_file_name(channel: int, position: int, time: int, z: int) -> str:
+    """Micro-Manager 2.0's name for one image of a single-plane TIFF series."""
+    return f"img_channel{channel:03d}_position{position:03d}_time{time:09d}_z{z:03d}.tif"
+
+
+def write_micromanager2(
+    directory: Path,
+    positions: Sequence[Sequence[np.ndarray]],
+    *,
+    channels: Sequence[str] = ("GFP",),
+    size_z: int = 1,
+    interval_ms: float = 500.0,
+    exposure_ms: float = 20.0,
+    pixel_size_um: float | None = 0.65,
+    z_step_um: float = 1.5,
+    start_time: str = "2020-06-01 09:30:12.250 +0200",
+) -> list[Path]:
+    """Write a Micro-Manager 2.0 acquisition saved as separate image files: a ``Pos{p}``
+    folder per position with one single-page TIFF per image
+    (``img_channel000_position000_time000000000_z000.tif``) and a ``metadata.txt``
+    (``Summary``, then ``Coords-`` and ``Metadata-`` entries per image, keyed by the
+    image's path relative to the acquisition folder)."""
+    directory = Path(directory)
+    paths = []
+    stacks = [
+        [f if f.ndim == 3 else f[np.newaxis] for f in _frames(frames, len(channels))]
+        for frames in positions
+    ]
+    height, width = stacks[0][0].shape[1:]
+    size_t = len(stacks[0]) // size_z
+    for p, stack in enumerate(stacks):
+        folder = directory / f"Pos{p}"
+        folder.mkdir(parents=True, exist_ok=True)
+        summary = {
+            "Prefix": directory.name,
+            "ChNames": list(channels),
+            "IntendedDimensions": {
+                "time": size_t,
+                "position": len(stacks),
+                "z": size_z,
+                "channel": len(channels),
+            },
+            "AxisOrder": ["position", "time", "z", "channel"],
+            "Width": width,
+            "Height": height,
+            "z-step_um": z_step_um,
+            "Interval_ms": interval_ms,
+            "StartTime": start_time,
+            "MicroManagerVersion": "2.0.0",
+            "UserName": "imaging",
+        }
+        if pixel_size_um is not None:
+            summary["PixelSize_um"] = pixel_size_um
+        document: dict = {"Summary": summary}
+        for i, frame in enumerate(stack):
+            t, z = divmod(i, size_z)
+            for c, plane in enumerate(frame):
+                name = mm2_file_name(c, p, t, z)
+                tifffile.imwrite(folder / name, plane, photometric="minisblack", metadata=None)
+                paths.append(folder / name)
+                key = f"Pos{p}/{name}"
+                document[f"Coords-{key}"] = {"channel": c, "position": p, "time": t, "z": z}
+                document[f"Metadata-{key}"] = {
+                    "Camera": "Camera",
+                    "ElapsedTime-ms": round(
+                        t * interval_ms + (z * len(channels) + c) * 12.5 + 3.0, 3
+                    ),
+                    "Exposure-ms": exposure_ms,
+                    "PositionName": f"Pos{p}",
+                    "XPositionUm": 10.0 + 200.0 * p,
+                    "YPositionUm": 20.0,
+                    "ZPositionUm": 5.0 + z * z_step_um,
+                    "FileName": key,
+                    **({"PixelSizeUm": pixel_size_um} if pixel_size_um is not None else {}),
+                }
+        (folder / "metadata.txt").write_text(json.dumps(document, indent=2))
+        paths.append(folder / "metadata.txt")
+    return paths

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from toile.formats.base import Format
 from toile.formats.legacy import LegacyTiffFormat
+from toile.formats.scanimage import ScanImageFormat
 from toile.formats.synthetic import SyntheticFormat
 
 FORMATS: tuple[Format, ...] = (
     SyntheticFormat(),
+    ScanImageFormat(),
     LegacyTiffFormat(),
 )
 
