@@ -81,3 +81,72 @@ def test_info_on_a_broken_manifest_still_says_json(tmp_path, name):
     (out / name).write_text("{not json")
     result = _cli("info", str(out / name))
     assert result.exit_code == 1 and "not valid JSON" in result.output
+
+
+# --------------------------------------------------------------------------------------
+# Options
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [
+        ("38MB", 38_000_000),
+        ("850M", 850_000_000),
+        ("1GiB", 2**30),
+        ("1.5GB", 1_500_000_000),
+        ("64 KiB", 65_536),
+        ("38000000", 38_000_000),
+        ("2mb", 2_000_000),
+    ],
+)
+def test_byte_sizes_are_exact(text, size):
+    from toile.config import parse_byte_size
+
+    assert parse_byte_size(text) == size
+
+
+def test_shard_size_with_a_unit_on_the_command_line_and_in_yaml(tmp_path):
+    out = tmp_path / "ds"
+    result = _cli(
+        "export", "test-frames", str(out), "--frames", "2", "--height", "8", "--width", "8",
+        "--shard-size", "38MB",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "ds.manifest.json").read_text())
+    assert manifest["shard_size_limit"] == 38_000_000
+    bad = _cli("export", "test-frames", str(tmp_path / "x"), "--shard-size", "38 furlongs")
+    assert bad.exit_code == 2
+    assert "'38 furlongs' is not a size in bytes" in bad.output
+    assert (
+        "not a whole number of bytes"
+        in _cli("export", "test-frames", str(tmp_path / "x"), "--shard-size", "0.5B").output
+    )
+
+    from toile.config import build_config
+    from toile.errors import ConfigFileError
+
+    config_file = tmp_path / "c.yaml"
+    config_file.write_text("inputs: [a.tif]\nshard_size: 1GiB\n")
+    assert build_config([], tmp_path / "o", {}, config_file).shard_size == 2**30
+    config_file.write_text("inputs: [a.tif]\nshard_size: lots\n")
+    with pytest.raises(
+        ConfigFileError,
+        match=r"line 2: shard_size: expected an integer or a size with a unit such as 38MB",
+    ):
+        build_config([], tmp_path / "o", {}, config_file)
+
+
+def test_uint8_range_implies_uint8_and_contradicting_yaml_is_refused(tmp_path):
+    from toile.config import build_config
+    from toile.errors import ConfigFileError
+
+    config = build_config(["a.tif"], tmp_path / "o", {"uint8_range": "minmax"})
+    assert config.to_uint8 and config.uint8_range == "minmax"
+    plain = build_config(["a.tif"], tmp_path / "o", {})
+    assert not plain.to_uint8 and plain.uint8_range == "max"
+    config_file = tmp_path / "c.yaml"
+    config_file.write_text("inputs: [a.tif]\nto_uint8: false\nuint8_range: minmax\n")
+    with pytest.raises(ConfigFileError, match="to_uint8 is false: remove one of them"):
+        build_config([], tmp_path / "o", {}, config_file)
+    config_file.write_text("inputs: [a.tif]\nuint8_range: 'percentile:1,99'\n")
+    assert build_config([], tmp_path / "o", {}, config_file).to_uint8

@@ -80,10 +80,30 @@ def _given(ctx: click.Context, name: str) -> bool:
 _STEM = click.option(
     "--stem", help="Stem of the shard names (default: the output directory's name)."
 )
+
+
+class _ByteSize(click.ParamType):
+    """A byte count: ``38000000``, ``38MB``, ``850M`` (10^6) or ``1GiB`` (2^30)."""
+
+    name = "SIZE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        from toile.config import parse_byte_size
+
+        try:
+            size = parse_byte_size(value)
+        except ValueError as error:
+            self.fail(str(error), param, ctx)
+        if size < 1:
+            self.fail(f"{value!r} is not a positive number of bytes", param, ctx)
+        return size
+
+
 _SHARD_SIZE = click.option(
     "--shard-size",
-    type=click.IntRange(min=1),
-    help="Maximum size of each shard file in bytes (default 850000000).",
+    type=_ByteSize(),
+    help="Maximum size of each shard file: bytes, or with a unit such as 38MB, 850M "
+    "(10^6 bytes) or 1GiB (2^30 bytes). Default 850MB.",
 )
 _PDS = click.option(
     "--pds", is_flag=True, help="Cap shards at 38000000 bytes (the Bluesky PDS blob limit)."
@@ -173,7 +193,8 @@ def _movie_options(frames: int) -> Callable[[Callable], Callable]:
     "--uint8-range",
     default="max",
     show_default=True,
-    help="uint8 mapping: max, minmax, or percentile:LOW,HIGH (e.g. percentile:0.1,99.9).",
+    help="uint8 mapping: max, minmax, or percentile:LOW,HIGH (e.g. percentile:0.1,99.9); "
+    "implies --uint8.",
 )
 @_COMPRESSED
 @_FORMAT

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import decimal
 import difflib
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -60,6 +62,41 @@ class ExportConfig:
         return replace(self, **changes)
 
 
+#: Multipliers of the size units that ``--shard-size`` and ``shard_size`` accept.
+SIZE_UNITS: dict[str, int] = {
+    "": 1,
+    "k": 10**3,
+    "m": 10**6,
+    "g": 10**9,
+    "t": 10**12,
+    "ki": 2**10,
+    "mi": 2**20,
+    "gi": 2**30,
+    "ti": 2**40,
+}
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?)?b?\s*$", re.IGNORECASE)
+
+
+def parse_byte_size(value: str | int) -> int:
+    """A byte count from ``38000000``, ``38MB``, ``850M`` (SI: 10^6) or ``1GiB`` (2^30).
+
+    The result is exact: ``1.5GB`` is 1,500,000,000; a size that is not a whole
+    number of bytes is a ValueError.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    match = _SIZE_RE.match(str(value))
+    if match is None:
+        raise ValueError(
+            f"{value!r} is not a size in bytes: give a number of bytes, or one with a unit "
+            "such as 38MB or 850M (10^6 bytes) or 1GiB (2^30 bytes)"
+        )
+    number = decimal.Decimal(match.group(1)) * SIZE_UNITS[(match.group(2) or "").lower()]
+    if number != number.to_integral_value():
+        raise ValueError(f"{value!r} is not a whole number of bytes ({number})")
+    return int(number)
+
+
 def resolve_shard_size(shard_size: int | None, pds: bool) -> int:
     """The shard cap: an explicit size wins; ``--pds`` gives 38 MB; else 850 MB."""
     if shard_size is not None:
@@ -95,7 +132,7 @@ def make_config(
     shard_size: int | None = None,
     pds: bool = False,
     to_uint8: bool = False,
-    uint8_range: str = "max",
+    uint8_range: str | None = None,
     compressed: bool = False,
     format: str = "npy",
     channel: str | int | None = None,
@@ -132,8 +169,8 @@ def make_config(
         output=output,
         stem=stem,
         shard_size=resolve_shard_size(shard_size, pds),
-        to_uint8=to_uint8,
-        uint8_range=uint8_range,
+        to_uint8=to_uint8 or uint8_range is not None,  # a uint8 range implies --uint8
+        uint8_range=uint8_range or "max",
         compressed=compressed,
         format=format,  # type: ignore[arg-type]
         channel=parse_channel(channel),
@@ -298,6 +335,15 @@ def _check_value(config: _ConfigFile, key: str, value: object) -> object:
         if not isinstance(value, bool):
             raise config.error(key, f"expected true or false, got {_describe(value)}")
         return value
+    if option == "shard_size" and isinstance(value, str):
+        try:
+            value = parse_byte_size(value)
+        except ValueError:
+            raise config.error(
+                key,
+                "expected an integer or a size with a unit such as 38MB, 850M or 1GiB, "
+                f"got {_describe(value)}",
+            ) from None
     if option in ("shard_size", "workers"):
         if not _is_int(value):
             raise config.error(key, f"expected an integer, got {_describe(value)}")
@@ -422,6 +468,10 @@ def _load_config_file(path: Path) -> dict:
         )
     if values.get("overwrite") and values.get("resume"):
         raise config.error("resume", "overwrite and resume exclude each other")
+    if values.get("to_uint8") is False and values.get("uint8_range") is not None:
+        raise config.error(
+            "uint8_range", "sets a uint8 mapping, but to_uint8 is false: remove one of them"
+        )
     values["base_dir"] = Path(os.path.abspath(path)).parent
     return values
 
