@@ -150,3 +150,44 @@ def test_uint8_range_implies_uint8_and_contradicting_yaml_is_refused(tmp_path):
         build_config([], tmp_path / "o", {}, config_file)
     config_file.write_text("inputs: [a.tif]\nuint8_range: 'percentile:1,99'\n")
     assert build_config([], tmp_path / "o", {}, config_file).to_uint8
+
+
+# --------------------------------------------------------------------------------------
+# Command-line messages
+
+
+def test_a_forgotten_output_says_output_is_missing(tmp_path):
+    result = _cli("export", "frames", str(tmp_path / "rec.ome.tif"))
+    assert result.exit_code == 2
+    assert "Missing argument 'OUTPUT': only one path was given" in result.output
+    assert "INPUT..." not in result.output.splitlines()[-1]
+    assert "Missing argument 'OUTPUT'" in _cli("export", "frames").output
+
+
+def test_export_help_has_examples():
+    result = _cli("export", "--help")
+    assert result.exit_code == 0
+    assert "Examples:" in result.output and "toile export test-frames /tmp/demo" in result.output
+
+
+def test_skipped_recordings_name_their_path_once_on_stderr(tmp_path):
+    import numpy as np
+
+    from toile.writers import write_ome_tiff
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    write_ome_tiff(inputs / "a.ome.tif", np.zeros((2, 8, 8), np.uint16))
+    bad = inputs / "b.tif"
+    bad.write_bytes(b"not a tiff")
+    out = tmp_path / "o1"
+    result = CliRunner().invoke(
+        main, ["export", "frames", str(inputs), str(out), "--on-error", "skip", "--no-progress"]
+    )
+    assert result.exit_code == 3, result.output
+    lines = result.output.strip().splitlines()
+    skipped = [line for line in lines if line.startswith("toile: skipped")]
+    assert len(skipped) == 1 and skipped[0].count(str(bad)) == 1, skipped
+    wrote = [line for line in lines if line.startswith("toile: wrote")]
+    assert wrote[0].startswith(f"toile: wrote {out / 'o1.manifest.json'}: ")
+    assert wrote[0].endswith("1 recording(s) skipped"), wrote

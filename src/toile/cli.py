@@ -68,7 +68,16 @@ def main() -> None:
 
 @main.group()
 def export() -> None:
-    """Export recordings (or a synthetic movie) to WebDataset shards."""
+    """Export recordings (or a synthetic movie) to WebDataset shards.
+
+    \b
+    Examples:
+      toile export frames /data/TSeries-03152024-001/ /output/dataset --verbose
+      toile export frames "/data/*/recording*/" /output/dataset --uint8 --pds
+      toile export frames config.yaml /output/dataset --workers 4
+      toile export test-frames /tmp/demo
+      toile export test-recording /tmp/rec.ome.tif --frames 300
+    """
 
 
 def _given(ctx: click.Context, name: str) -> bool:
@@ -183,7 +192,7 @@ def _movie_options(frames: int) -> Callable[[Callable], Callable]:
 
 
 @export.command("frames")
-@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.argument("inputs", nargs=-1, metavar="INPUT...")
 @click.argument("output", type=click.Path(path_type=Path))
 @_STEM
 @_SHARD_SIZE
@@ -232,6 +241,12 @@ def export_frames_command(
       toile export frames /data/recordings/ /output/dataset --uint8 --pds
       toile export frames config.yaml /output/dataset --workers 4
     """
+    if not inputs:
+        raise click.UsageError(
+            f"Missing argument 'OUTPUT': only one path was given ({output}); give the "
+            f"input(s) and then the output directory, e.g. toile export frames {output} "
+            "/output/dataset"
+        )
     _setup_logging(options["verbose"])
     options["format"] = options.pop("format_")
     cli_options = {
@@ -255,10 +270,13 @@ def export_frames_command(
 
 
 def _report(result: Any) -> None:
-    click.echo(f"toile: wrote {result.summary()} to {result.manifest_path}", err=True)
+    from toile.dataset import skipped_reason
+
+    click.echo(f"toile: wrote {result.manifest_path}: {result.summary()}", err=True)
     if result.skipped:
         for entry in result.skipped:
-            click.echo(f"toile: skipped {entry['source']}: {entry['error']}", err=True)
+            reason = skipped_reason(entry["source"], entry["error"])
+            click.echo(f"toile: skipped {entry['source']}: {reason}", err=True)
         sys.exit(EXIT_PARTIAL)
 
 
