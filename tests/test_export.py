@@ -105,13 +105,13 @@ def test_glob_over_series_files_collapses_to_one_recording(tree, tmp_path):
 @pytest.mark.parametrize(
     "extra", [["--uint8"], ["--compressed", "--format", "atdata"]], ids=["uint8", "gz-atdata"]
 )
-def test_workers_two_equal_workers_one_byte_for_byte(tree, tmp_path, monkeypatch, extra):
-    # Use worker processes even for this small input.
-    monkeypatch.setattr("toile.export.PARALLEL_MIN_BYTES", 0)
+def test_workers_two_equal_workers_one_byte_for_byte(tree, tmp_path, extra):
     one, two = tmp_path / "one", tmp_path / "two"
     args = ["--stem", "ds", "--shard-size", "40000", *extra]
     assert _export(str(tree["root"]), str(one), "--workers", "1", *args).exit_code == 0
-    assert _export(str(tree["root"]), str(two), "--workers", "2", *args).exit_code == 0
+    result = _export(str(tree["root"]), str(two), "--workers", "2", "-v", *args)
+    assert result.exit_code == 0, result.output
+    assert "processes executor, 2 worker(s)" in result.output
     names = sorted(p.name for p in one.iterdir())
     assert len(names) > 2
     assert names == sorted(p.name for p in two.iterdir())
@@ -121,32 +121,22 @@ def test_workers_two_equal_workers_one_byte_for_byte(tree, tmp_path, monkeypatch
 
 @pytest.mark.parametrize(
     "extra",
-    [["--compressed"], ["--compressed", "--format", "atdata"], ["--compressed", "--uint8"]],
-    ids=["gz", "gz-atdata", "gz-uint8"],
+    [[], ["--compressed"], ["--compressed", "--format", "atdata"], ["--compressed", "--uint8"]],
+    ids=["plain", "gz", "gz-atdata", "gz-uint8"],
 )
-def test_one_recording_encoded_on_threads_equals_one_thread(tree, tmp_path, monkeypatch, extra):
-    import toile.export as export
-
-    calls = []
-    original = export._encode_in_threads
-
-    def counted(encode, frames, threads):
-        calls.append(threads)
-        return original(encode, frames, threads)
-
-    monkeypatch.setattr(export, "_encode_in_threads", counted)
+def test_one_recording_over_processes_equals_inline(tree, tmp_path, extra):
+    """The shards of one recording are written by several processes, each its own."""
     source = str(tree["root"] / "mouse_3_slice_2_20240315.ome.tif")
-    one, two = tmp_path / "one", tmp_path / "two"
+    one, three = tmp_path / "one", tmp_path / "three"
     args = ["--stem", "ds", "--shard-size", "6000", *extra]
     assert _export(source, str(one), "--workers", "1", *args).exit_code == 0
-    assert calls == []
-    assert _export(source, str(two), "--workers", "3", *args).exit_code == 0
-    assert calls == [3]
+    result = _export(source, str(three), "--workers", "3", "--executor", "processes", *args)
+    assert result.exit_code == 0, result.output
     names = sorted(p.name for p in one.iterdir())
     assert len(names) > 2
-    assert names == sorted(p.name for p in two.iterdir())
+    assert names == sorted(p.name for p in three.iterdir())
     for name in names:
-        assert (one / name).read_bytes() == (two / name).read_bytes(), name
+        assert (one / name).read_bytes() == (three / name).read_bytes(), name
 
 
 def test_on_error_skip_exports_the_rest_and_reports(tree, tmp_path):

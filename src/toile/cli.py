@@ -333,7 +333,7 @@ def export_test_frames_command(output: Path, **options: Any) -> None:
 @click.argument("output", type=click.Path(path_type=Path))
 @click.option(
     "--layout",
-    type=click.Choice(["ome-tiff", "prairie-view", "scanimage", "imagej"]),
+    type=click.Choice(["ome-tiff", "prairie-view", "thorimage", "scanimage", "imagej"]),
     default="ome-tiff",
     show_default=True,
     help="ome-tiff: one multi-page file; prairie-view: a T-Series directory, one file per "
@@ -344,8 +344,8 @@ def export_test_frames_command(output: Path, **options: Any) -> None:
 def export_test_recording_command(output: Path, layout: str, **options: Any) -> None:
     """Write a synthetic recording as a microscope would, to try `export frames` on.
 
-    OUTPUT is a file for ome-tiff and imagej, a directory for prairie-view, either for
-    scanimage.
+    OUTPUT is a file for ome-tiff and imagej, a directory for prairie-view and thorimage,
+    either for scanimage.
     The movie is the same synthetic calcium imaging as `test-frames`.
 
     \b

@@ -25,6 +25,11 @@ Encoding = Literal["npy", "atdata"]
 OnError = Literal["fail", "skip"]
 ENCODINGS: tuple[str, ...] = ("npy", "atdata")
 ON_ERROR_CHOICES: tuple[str, ...] = ("fail", "skip")
+#: Executors an export can run on (see toile.executors; kept here so that the CLI's
+#: help does not import them).
+EXECUTOR_CHOICES: tuple[str, ...] = ("inline", "processes", "dask")
+#: Address schemes of a Dask scheduler.
+_SCHEDULER_SCHEMES = ("tcp://", "tls://", "inproc://", "ucx://", "ws://", "wss://")
 
 
 @dataclass(frozen=True)
@@ -48,7 +53,8 @@ class ExportConfig:
     compressed: bool = False
     format: Encoding = "npy"
     channel: str | int | None = None
-    workers: int = 1
+    #: Worker count; None chooses it from the plan (shards, bytes, cores).
+    workers: int | None = 1
     on_error: OnError = "fail"
     overwrite: bool = False
     resume: bool = False
@@ -57,6 +63,11 @@ class ExportConfig:
     filename_spec: FilenameSpec | None = None
     #: Directory that relative input patterns are resolved against.
     base_dir: Path = field(default_factory=Path.cwd)
+    #: inline, processes or dask; None: inline for one worker, processes otherwise.
+    executor: str | None = None
+    #: A running Dask scheduler (``tcp://host:port``) or its scheduler file.
+    scheduler: str | None = None
+    scheduler_file: Path | None = None
 
     def with_changes(self, **changes: object) -> ExportConfig:
         return replace(self, **changes)
@@ -112,8 +123,34 @@ def resolve_shard_size(shard_size: int | None, pds: bool) -> int:
 
 
 def _valid_stem(stem: str) -> bool:
-    """A stem names files inside the output directory: no separator, not hidden."""
-    return bool(stem) and "/" not in stem and not stem.startswith(".")
+    """A stem names files inside the output directory and its shards' url_pattern."""
+    from toile.names import stem_problem
+
+    return stem_problem(stem) is None
+
+
+def check_executor(
+    executor: str | None, scheduler: str | None, scheduler_file: str | Path | None
+) -> str | None:
+    """The executor name, after checking it against the scheduler options."""
+    if executor is not None and executor not in EXECUTOR_CHOICES:
+        raise ConfigError(
+            f"executor must be one of {', '.join(EXECUTOR_CHOICES)}, got {executor!r}"
+        )
+    if scheduler is not None and scheduler_file is not None:
+        raise ConfigError("--scheduler and --scheduler-file exclude each other: give one")
+    if scheduler is not None or scheduler_file is not None:
+        if executor not in (None, "dask"):
+            raise ConfigError(
+                f"--scheduler/--scheduler-file need the dask executor, not {executor!r}"
+            )
+        executor = "dask"
+    if scheduler is not None and not scheduler.startswith(_SCHEDULER_SCHEMES):
+        raise ConfigError(
+            f"--scheduler: {scheduler!r} is not a Dask scheduler address such as "
+            "tcp://10.0.0.5:8786"
+        )
+    return executor
 
 
 def parse_channel(value: str | int | None) -> str | int | None:
@@ -144,6 +181,9 @@ def make_config(
     progress: bool | None = None,
     filename_spec: FilenameSpec | None = None,
     base_dir: str | Path | None = None,
+    executor: str | None = None,
+    scheduler: str | None = None,
+    scheduler_file: str | Path | None = None,
 ) -> ExportConfig:
     """Validate the options once and return an :class:`ExportConfig`."""
     if not inputs:
@@ -155,15 +195,17 @@ def make_config(
         raise ConfigError(
             f"on_error must be one of {', '.join(ON_ERROR_CHOICES)}, got {on_error!r}"
         )
-    if workers is None:
-        workers = os.cpu_count() or 1
-    if workers < 1:
+    if workers is not None and workers < 1:
         raise ConfigError(f"workers must be at least 1, got {workers}")
     if overwrite and resume:
         raise ConfigError("--overwrite and --resume exclude each other")
+    executor = check_executor(executor, scheduler, scheduler_file)
     stem = stem if stem else output.resolve().name
-    if not _valid_stem(stem):
-        raise ConfigError(f"invalid output stem {stem!r}")
+    from toile.names import stem_problem
+
+    problem = stem_problem(stem)
+    if problem is not None:
+        raise ConfigError(f"invalid output stem {stem!r}: {problem}; choose another with --stem")
     return ExportConfig(
         inputs=tuple(str(i) for i in inputs),
         output=output,
@@ -182,6 +224,9 @@ def make_config(
         progress=progress,
         filename_spec=filename_spec,
         base_dir=Path(base_dir) if base_dir is not None else Path.cwd(),
+        executor=executor,
+        scheduler=scheduler,
+        scheduler_file=Path(scheduler_file) if scheduler_file is not None else None,
     )
 
 
@@ -209,16 +254,34 @@ CONFIG_KEYS: dict[str, str] = {
     "verbose": "verbose",
     "progress": "progress",
     "filename_spec": "filename_spec",
+    "executor": "executor",
+    "scheduler": "scheduler",
+    "scheduler_file": "scheduler_file",
 }
 _BOOL_KEYS = frozenset(
     {"pds", "to_uint8", "compressed", "overwrite", "resume", "verbose", "progress"}
 )
-_NULLABLE_KEYS = frozenset({"stem", "shard_size", "channel", "workers", "progress"})
+_NULLABLE_KEYS = frozenset(
+    {
+        "stem",
+        "shard_size",
+        "channel",
+        "workers",
+        "progress",
+        "executor",
+        "scheduler",
+        "scheduler_file",
+    }
+)
 _FILENAME_SPEC_KEYS = ("template", "transforms")
 _YAML_STR_TAG = "tag:yaml.org,2002:str"
 #: Options that exclude each other: when the command line sets one of a group,
 #: the config file's values for the whole group are ignored.
-_EXCLUSIVE_GROUPS: tuple[tuple[str, ...], ...] = (("shard_size", "pds"), ("overwrite", "resume"))
+_EXCLUSIVE_GROUPS: tuple[tuple[str, ...], ...] = (
+    ("shard_size", "pds"),
+    ("overwrite", "resume"),
+    ("scheduler", "scheduler_file"),
+)
 _MAKE_CONFIG_OPTIONS = frozenset(CONFIG_KEYS.values()) - {"inputs"}
 
 
@@ -362,8 +425,15 @@ def _check_value(config: _ConfigFile, key: str, value: object) -> object:
         if not isinstance(value, str):
             raise config.error(key, f"expected a string such as 'max', got {_describe(value)}")
         return value
-    if option in ("format", "on_error"):
-        choices = ENCODINGS if option == "format" else ON_ERROR_CHOICES
+    if option in ("scheduler", "scheduler_file"):
+        if not isinstance(value, str) or not value:
+            raise config.error(key, f"expected an address or a path, got {_describe(value)}")
+        if option == "scheduler_file":
+            path = Path(value)
+            return str(path if path.is_absolute() else config.path.parent / path)
+        return value
+    if option in ("format", "on_error", "executor"):
+        choices = {"format": ENCODINGS, "on_error": ON_ERROR_CHOICES}.get(option, EXECUTOR_CHOICES)
         if value not in choices:
             raise config.error(key, f"expected one of {', '.join(choices)}, got {_describe(value)}")
         return value

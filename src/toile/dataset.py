@@ -33,9 +33,9 @@ import numpy as np
 
 from toile.encode import FRAME_KEY, KEY_PREFIX
 from toile.errors import InputError, ToileError
-from toile.export import MANIFEST_FORMAT, MANIFEST_SUFFIX
+from toile.names import MANIFEST_FORMAT, MANIFEST_SUFFIX, shard_name, shard_url_pattern
 from toile.samples import Frame, unpack_frame
-from toile.shards import ShardInfo, shard_name, shard_url_pattern
+from toile.shards import ShardInfo
 
 if TYPE_CHECKING:
     import atdata

@@ -7,7 +7,7 @@ Two encodings:
 * ``atdata``: ``<key>.msgpack``, a packed :class:`toile.schema.Frame`, readable
   with ``atdata.Dataset[toile.schema.Frame](url)``.
 
-The key format lives here and nowhere else.
+Sample keys are made by :mod:`toile.names` (re-exported here).
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from functools import lru_cache
 
 import numpy as np
 
-#: Format of every sample key: ``sample-{recording:06d}-{frame}``, frame zero-padded.
-KEY_PREFIX = "sample"
-#: Minimum number of digits of the frame part of a key.
-MIN_FRAME_DIGITS = 3
+from toile.names import KEY_PREFIX, MIN_FRAME_DIGITS, frame_digits, sample_key
+
+__all__ = ["KEY_PREFIX", "MIN_FRAME_DIGITS", "frame_digits", "sample_key"]
+
 #: Metadata key holding the per-frame fields.
 FRAME_KEY = "frame"
 #: Metadata key holding the uint8 mapping.
@@ -29,16 +29,6 @@ NORMALIZATION_KEY = "normalization"
 
 #: One tar member: its name and the byte buffers that make up its content, in order.
 Member = tuple[str, list[bytes | memoryview]]
-
-
-def frame_digits(n_frames: int) -> int:
-    """Digits of the frame index so that keys of one recording sort in frame order."""
-    return max(MIN_FRAME_DIGITS, len(str(max(n_frames - 1, 0))))
-
-
-def sample_key(recording_index: int, frame_index: int, digits: int = MIN_FRAME_DIGITS) -> str:
-    """The deterministic key of a frame; never contains a dot."""
-    return f"{KEY_PREFIX}-{recording_index:06d}-{frame_index:0{digits}d}"
 
 
 @lru_cache(maxsize=64)

@@ -16,29 +16,31 @@ final block, and combines the samples' CRC-32s for the gzip trailer. Stock
 given ``isal`` version (locked in ``uv.lock``), and the decompressed bytes are
 the same everywhere.
 
-A shard is written under a hidden temporary name, flushed with ``fsync`` and
-only then renamed to its final name.
+Where shard boundaries fall is decided by :func:`toile.export.layout.fits` alone,
+before anything is written; :class:`ShardContent` writes the samples of one shard
+through a :class:`~toile.storage.base.ShardSink` (hidden temporary name, ``fsync``,
+rename). :class:`ShardWriter` streams samples into consecutive shards with the same
+decision, for callers that pack as they go.
 """
 
 from __future__ import annotations
 
-import ctypes
-import hashlib
-import os
 import struct
-import sys
 import tarfile
 import zlib
-from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
-
-from isal import isal_zlib
+from typing import TYPE_CHECKING
 
 from toile.errors import OutputError
+from toile.names import shard_name, shard_url_pattern
+
+if TYPE_CHECKING:
+    from toile.storage.base import ShardSink
+
+__all__ = ["shard_name", "shard_url_pattern"]
 
 BLOCK = 512
 #: Two zero blocks end a tar archive.
@@ -57,48 +59,6 @@ Buffer = bytes | bytearray | memoryview
 #: frames. Up to ``_Hasher.MAX_PENDING`` batches wait for their hash, so this also bounds
 #: the bytes an export holds (tests/test_streaming.py).
 WRITE_BATCH = 256 * 1024
-
-#: Buffers per writev call (Linux's IOV_MAX).
-_IOV_MAX = 1024
-
-#: Start writing dirty pages to disk every this many bytes, so the fsync that
-#: closes a shard waits only for the tail instead of the whole shard.
-WRITEBACK_CHUNK = 32 * 1024 * 1024
-
-
-def _sync_file_range() -> Callable[[int, int, int], None] | None:
-    """Linux ``sync_file_range(fd, offset, n, SYNC_FILE_RANGE_WRITE)``: start writeback, no wait."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        function = libc.sync_file_range
-    except (OSError, AttributeError):
-        return None
-    function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-    function.restype = ctypes.c_int
-    write_flag = 2  # SYNC_FILE_RANGE_WRITE
-
-    def start_writeback(fd: int, offset: int, length: int) -> None:
-        function(fd, offset, length, write_flag)  # advisory: errors surface at fsync
-
-    return start_writeback
-
-
-_START_WRITEBACK = _sync_file_range()
-
-
-def shard_name(stem: str, index: int, compressed: bool) -> str:
-    """``{stem}-000000.tar`` (``.tar.gz`` when compressed)."""
-    return f"{stem}-{index:06d}.tar" + (".gz" if compressed else "")
-
-
-def shard_url_pattern(stem: str, count: int, compressed: bool) -> str:
-    """The WebDataset brace pattern naming ``count`` shards."""
-    suffix = ".tar.gz" if compressed else ".tar"
-    if count <= 1:
-        return f"{stem}-{0:06d}{suffix}"
-    return f"{stem}-{{{0:06d}..{count - 1:06d}}}{suffix}"
 
 
 def _nbytes(buffer: Buffer) -> int:
@@ -159,6 +119,22 @@ class PackedSample:
     compressed: bool
 
 
+def _isal_zlib():  # noqa: ANN202 - the isal_zlib module
+    """ISA-L's zlib, imported on first use so that reading a dataset never loads it."""
+    from isal import isal_zlib
+
+    return isal_zlib
+
+
+def raw_sample_size(members: Iterable[tuple[str, list[Buffer]]]) -> int:
+    """The uncompressed tar bytes of one sample (headers, data, padding), nothing packed."""
+    total = 0
+    for name, parts in members:
+        size = sum(_nbytes(p) for p in parts)
+        total += len(tar_header(name, size)) + size + (-size % BLOCK)
+    return total
+
+
 def pack_sample(
     key: str, members: Iterable[tuple[str, list[Buffer]]], compressed: bool
 ) -> PackedSample:
@@ -167,14 +143,16 @@ def pack_sample(
     raw_size = 0
     for name, parts in members:
         size = sum(_nbytes(p) for p in parts)
-        raw.append(tar_header(name, size))
+        header = tar_header(name, size)
+        raw.append(header)
         raw.extend(p for p in parts if _nbytes(p))
         padding = -size % BLOCK
         if padding:
             raw.append(bytes(padding))
-        raw_size += BLOCK + size + padding
+        raw_size += len(header) + size + padding
     if not compressed:
         return PackedSample(key, raw, raw_size, raw_size, 0, False)
+    isal_zlib = _isal_zlib()
     compressor = isal_zlib.compressobj(DEFLATE_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
     out: list[Buffer] = []
     crc = 0
@@ -189,7 +167,7 @@ def pack_sample(
 
 @lru_cache(maxsize=1)
 def _gzip_final_block() -> bytes:
-    compressor = isal_zlib.compressobj(DEFLATE_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+    compressor = _isal_zlib().compressobj(DEFLATE_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
     return compressor.compress(END_OF_ARCHIVE) + compressor.flush(zlib.Z_FINISH)
 
 
@@ -264,36 +242,86 @@ class ShardInfo:
         return asdict(self)
 
 
-class _Hasher:
-    """SHA-256 computed on a helper thread (hashlib releases the GIL on large buffers)."""
+class ShardContent:
+    """The bytes of one shard, written in batches into a :class:`ShardFile`.
 
-    MAX_PENDING = 8
+    Adds the gzip header first and, at :meth:`finish`, the end-of-archive blocks (and,
+    when compressed, the final deflate block and the gzip trailer, whose CRC-32 is
+    combined from the samples'). Deciding which samples belong here is not its job.
+    """
 
-    def __init__(self, pool: ThreadPoolExecutor) -> None:
-        self._pool = pool
-        self._hash = hashlib.sha256()
-        self._pending: deque[Future] = deque()
+    def __init__(self, file: ShardSink, compressed: bool) -> None:
+        self.file = file
+        self.compressed = compressed
+        self.size = 0
+        self.samples = 0
+        self.first_key = ""
+        self.last_key = ""
+        self._crc = 0
+        self._raw_size = 0
+        self._batch: list[Buffer] = []
+        self._batch_size = 0
+        if compressed:
+            self._write([GZIP_HEADER], len(GZIP_HEADER))
 
-    def update(self, chunks: list[Buffer]) -> None:
-        self._pending.append(self._pool.submit(self._update, chunks))
-        while len(self._pending) > self.MAX_PENDING:
-            self._pending.popleft().result()
+    def add(self, sample: PackedSample) -> None:
+        if sample.compressed != self.compressed:
+            raise ValueError("sample compression does not match the shard")
+        self._write(sample.chunks, sample.size)
+        if self.compressed:
+            self._crc = crc32_combine(self._crc, sample.crc32, sample.raw_size)
+            self._raw_size += sample.raw_size
+        if not self.samples:
+            self.first_key = sample.key
+        self.last_key = sample.key
+        self.samples += 1
 
-    def _update(self, chunks: list[Buffer]) -> None:
-        for chunk in chunks:
-            self._hash.update(chunk)
+    def _write(self, chunks: list[Buffer], size: int) -> None:
+        self._batch.extend(chunks)
+        self._batch_size += size
+        self.size += size
+        if self._batch_size >= WRITE_BATCH:
+            self._flush()
 
-    def hexdigest(self) -> str:
-        while self._pending:
-            self._pending.popleft().result()
-        return self._hash.hexdigest()
+    def _flush(self) -> None:
+        chunks, self._batch, self._batch_size = self._batch, [], 0
+        if chunks:
+            self.file.write(chunks)
+
+    def close_archive(self) -> None:
+        """Write the closing bytes and flush the last batch (the file stays uncommitted)."""
+        if self.compressed:
+            trailer = _gzip_final_block()
+            crc = zlib.crc32(END_OF_ARCHIVE, self._crc)
+            raw_size = self._raw_size + len(END_OF_ARCHIVE)
+            self._write([trailer, struct.pack("<II", crc, raw_size & 0xFFFFFFFF)], len(trailer) + 8)
+        else:
+            self._write([END_OF_ARCHIVE], len(END_OF_ARCHIVE))
+        self._flush()
+
+    def commit(self) -> ShardInfo:
+        """Make the shard visible under its final name; its :class:`ShardInfo`."""
+        committed = self.file.commit()
+        return ShardInfo(
+            name=committed.name,
+            size=committed.size,
+            samples=self.samples,
+            sha256=committed.sha256,
+            first_key=self.first_key,
+            last_key=self.last_key,
+        )
+
+    def abort(self) -> None:
+        self._batch, self._batch_size = [], 0
+        self.file.abort()
 
 
 class ShardWriter:
     """Writes packed samples into ``{stem}-NNNNNN.tar[.gz]`` files of at most ``max_size`` bytes.
 
-    Use as a context manager: leaving the block normally closes the last shard;
-    leaving it with an exception removes the shard being written.
+    Boundaries follow :func:`toile.export.layout.fits`, the same rule the export's
+    shard plan uses. Use as a context manager: leaving the block normally closes the
+    last shard; leaving it with an exception removes the shard being written.
     """
 
     def __init__(
@@ -307,34 +335,24 @@ class ShardWriter:
         on_shard: Callable[[ShardInfo], None] | None = None,
         fsync: bool = True,
     ) -> None:
+        from toile.storage.local import LocalStorage
+
         overhead = shard_overhead(compressed)
         if max_size <= overhead:
             raise OutputError(
                 f"shard size {max_size} bytes is too small: a shard needs {overhead} bytes "
                 "besides its samples"
             )
-        self.directory = Path(directory)
+        self.sink = LocalStorage(Path(directory), fsync=fsync)
         self.stem = stem
         self.max_size = max_size
         self.compressed = compressed
         self.overhead = overhead
         self.on_shard = on_shard
-        self.fsync = fsync
         self.shards: list[ShardInfo] = []
         self._index = start_index
-        self._fd: int | None = None
-        self._tmp: Path | None = None
-        self._size = 0
-        self._flushed = 0
-        self._samples = 0
-        self._first_key = ""
-        self._last_key = ""
-        self._crc = 0
-        self._raw_size = 0
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="toile-sha256")
-        self._hasher: _Hasher | None = None
-        self._batch: list[Buffer] = []
-        self._batch_size = 0
+        self._content: ShardContent | None = None
+        self._used = 0
 
     @property
     def capacity(self) -> int:
@@ -343,9 +361,9 @@ class ShardWriter:
 
     def fits(self, sample: PackedSample) -> bool:
         """Whether ``sample`` fits in the shard being written."""
-        # ``_size`` already counts the gzip header; only the closing bytes are still to come.
-        closing = self.overhead - (len(GZIP_HEADER) if self.compressed else 0)
-        return self._fd is not None and self._size + sample.size + closing <= self.max_size
+        from toile.export.layout import fits
+
+        return self._content is not None and fits(self._used, sample.size, self.capacity)
 
     def add(self, sample: PackedSample, label: str = "") -> None:
         """Append a sample, first closing the current shard if the sample would not fit."""
@@ -357,36 +375,26 @@ class ShardWriter:
                 f"shard size limit of {self.max_size} bytes allows ({self.capacity} bytes for "
                 "samples); raise --shard-size"
             )
-        if self._fd is not None and not self.fits(sample):
+        if self._content is not None and not self.fits(sample):
             self._finish_shard()
-        if self._fd is None:
-            self._open_shard()
-        self._write(sample.chunks, sample.size)
-        if self.compressed:
-            self._crc = crc32_combine(self._crc, sample.crc32, sample.raw_size)
-            self._raw_size += sample.raw_size
-        if not self._samples:
-            self._first_key = sample.key
-        self._last_key = sample.key
-        self._samples += 1
+        if self._content is None:
+            name = shard_name(self.stem, self._index, self.compressed)
+            self._content = ShardContent(self.sink.create(name), self.compressed)
+            self._used = 0
+        self._content.add(sample)
+        self._used += sample.size
 
     def close(self) -> list[ShardInfo]:
         """Finish the last shard and return every shard written."""
-        if self._fd is not None:
+        if self._content is not None:
             self._finish_shard()
-        self._pool.shutdown()
         return self.shards
 
     def abort(self) -> None:
         """Drop the shard being written (its temporary file is removed)."""
-        self._batch, self._batch_size = [], 0
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-        if self._tmp is not None:
-            self._tmp.unlink(missing_ok=True)
-            self._tmp = None
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._content is not None:
+            self._content.abort()
+            self._content = None
 
     def __enter__(self) -> ShardWriter:
         return self
@@ -397,89 +405,15 @@ class ShardWriter:
         else:
             self.abort()
 
-    def _open_shard(self) -> None:
-        name = shard_name(self.stem, self._index, self.compressed)
-        self._tmp = self.directory / f".{name}.tmp"
-        try:
-            self._fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        except OSError as error:
-            raise OutputError(f"{self._tmp}: cannot create shard: {error.strerror}") from error
-        self._size = 0
-        self._flushed = 0
-        self._samples = 0
-        self._crc = 0
-        self._raw_size = 0
-        self._hasher = _Hasher(self._pool)
-        if self.compressed:
-            self._write([GZIP_HEADER], len(GZIP_HEADER))
-
-    def _write(self, chunks: list[Buffer], size: int) -> None:
-        """Append ``chunks`` (``size`` bytes) to the shard; written once a batch is full."""
-        self._batch.extend(chunks)
-        self._batch_size += size
-        self._size += size
-        if self._batch_size >= WRITE_BATCH:
-            self._flush_batch()
-
-    def _flush_batch(self) -> None:
-        assert self._fd is not None and self._hasher is not None
-        chunks, self._batch, self._batch_size = self._batch, [], 0
-        if not chunks:
-            return
-        self._hasher.update(chunks)
-        views = [v for v in (memoryview(c).cast("B") for c in chunks) if v.nbytes]
-        first = 0
-        try:
-            while first < len(views):
-                written = os.writev(self._fd, views[first : first + _IOV_MAX])
-                while written:  # a short write: go on from where it stopped
-                    if written >= views[first].nbytes:
-                        written -= views[first].nbytes
-                        first += 1
-                    else:
-                        views[first] = views[first][written:]
-                        written = 0
-        except OSError as error:
-            raise OutputError(f"{self._tmp}: write failed: {error.strerror}") from error
-        if (
-            self.fsync
-            and _START_WRITEBACK is not None
-            and self._size - self._flushed >= WRITEBACK_CHUNK
-        ):
-            _START_WRITEBACK(self._fd, self._flushed, self._size - self._flushed)
-            self._flushed = self._size
-
     def _finish_shard(self) -> None:
-        assert self._fd is not None and self._tmp is not None and self._hasher is not None
-        if self.compressed:
-            trailer = _gzip_final_block()
-            crc = zlib.crc32(END_OF_ARCHIVE, self._crc)
-            raw_size = self._raw_size + len(END_OF_ARCHIVE)
-            self._write([trailer, struct.pack("<II", crc, raw_size & 0xFFFFFFFF)], len(trailer) + 8)
-        else:
-            self._write([END_OF_ARCHIVE], len(END_OF_ARCHIVE))
-        self._flush_batch()
+        assert self._content is not None
+        content, self._content = self._content, None
         try:
-            if self.fsync:
-                os.fsync(self._fd)
-        except OSError as error:
-            raise OutputError(f"{self._tmp}: flush failed: {error.strerror}") from error
-        finally:
-            os.close(self._fd)
-            self._fd = None
-        name = shard_name(self.stem, self._index, self.compressed)
-        final = self.directory / name
-        os.replace(self._tmp, final)
-        self._tmp = None
-        info = ShardInfo(
-            name=name,
-            size=self._size,
-            samples=self._samples,
-            sha256=self._hasher.hexdigest(),
-            first_key=self._first_key,
-            last_key=self._last_key,
-        )
-        self._hasher = None
+            content.close_archive()
+            info = content.commit()
+        except BaseException:
+            content.abort()
+            raise
         self.shards.append(info)
         self._index += 1
         if self.on_shard is not None:

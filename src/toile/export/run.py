@@ -1,0 +1,749 @@
+"""The export driver: plan, measure, lay out, assemble on an executor, commit.
+
+Flow: open every recording (:mod:`~toile.export.plan`) -> the ``--uint8`` statistics
+pass and the size measurement, as tasks -> the pure shard layout
+(:mod:`~toile.export.layout`) -> one :func:`~toile.export.assemble.assemble` task
+per shard on the executor, results in any order -> the manifest, written last.
+
+Shards are written into a hidden staging directory inside the output directory,
+next to a journal of completed shards (:mod:`~toile.export.journal`); only when
+every planned shard is there are they renamed into place, stale shards of an
+earlier run removed and the manifest written, with Ctrl-C held back for that
+moment so that an interrupt either stops the run or comes after its success, never
+in between. An interrupted export never damages earlier output, and
+``resume=True`` re-checks the fingerprint, verifies the journaled shards and
+writes only the missing ones, with any executor and worker count.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from toile import __version__
+from toile.config import ExportConfig
+from toile.encode import dump_json
+from toile.errors import ConfigError, InputError, OutputError, ToileError
+from toile.executors import Executor, Job, TaskFailure, get_executor
+from toile.executors.base import Failed, Stopped
+from toile.export import samples
+from toile.export.assemble import ShardDone, ShardTask, assemble
+from toile.export.journal import Journal
+from toile.export.layout import PlannedShard, SampleSizes, plan_shards
+from toile.export.manifest import build_manifest, byte_versions, manifest_text
+from toile.export.plan import (
+    RecordingPlan,
+    check_sample_sizes,
+    frame_bytes,
+    join_sizes,
+    measure_chunks,
+    measure_task,
+    plan_of,
+    plan_recordings,
+    stats_task,
+)
+from toile.export.samples import ConvertOptions, RecordingJob
+from toile.formats import open_source
+from toile.names import (
+    JOURNAL_NAME,
+    is_shard_of,
+    manifest_name,
+    staging_name,
+)
+from toile.shards import ShardInfo, shard_overhead
+from toile.storage.local import LocalStorage
+
+log = logging.getLogger(__name__)
+
+#: With ``--workers`` left unset, one worker per this many pixel bytes (and never
+#: more workers than shards or cores): below it, starting processes costs more than
+#: they save (measured: 2 workers slower than 1 for small --compressed --uint8 exports).
+BYTES_PER_WORKER = 128 * 1024 * 1024
+
+
+def staging_dir(output: Path, stem: str) -> Path:
+    return output / staging_name(stem)
+
+
+# --------------------------------------------------------------------------------------
+# Results
+
+
+@dataclass
+class ExportResult:
+    """What an export produced."""
+
+    output: Path
+    manifest_path: Path | None
+    shards: list[ShardInfo]
+    recordings: int
+    frames: int
+    bytes: int
+    seconds: float
+    skipped: list[dict] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return not self.skipped
+
+    def summary(self) -> str:
+        text = (
+            f"{self.recordings} recording(s), {self.frames} frame(s), {len(self.shards)} shard(s), "
+            f"{self.bytes:,} bytes in {self.seconds:.1f} s"
+        )
+        if self.skipped:
+            text += f"; {len(self.skipped)} recording(s) skipped"
+        return text
+
+
+class ExportInterrupted(ToileError):
+    """The export was interrupted (Ctrl-C); complete shards are kept for ``--resume``."""
+
+    def __init__(self, completed_shards: int, frames: int, staging: Path) -> None:
+        self.completed_shards = completed_shards
+        super().__init__(
+            f"interrupted after {completed_shards} complete shard(s) ({frames} frame(s)); "
+            f"they are kept in {staging}: rerun with --resume to continue"
+        )
+
+
+def result_as_dict(result: ExportResult) -> dict:
+    data = asdict(result)
+    data["output"] = str(result.output)
+    data["manifest_path"] = str(result.manifest_path) if result.manifest_path else None
+    return data
+
+
+# --------------------------------------------------------------------------------------
+# Output directory handling
+
+
+def existing_outputs(output: Path, stem: str) -> list[Path]:
+    """Shards and manifest of an earlier export with this stem."""
+    if not output.is_dir():
+        return []
+    return sorted(
+        p for p in output.iterdir() if p.name == manifest_name(stem) or is_shard_of(p.name, stem)
+    )
+
+
+def _check_output(output: Path) -> None:
+    """Refuse an output that cannot be a dataset directory, before any work is done."""
+    if output.exists() and not output.is_dir():
+        raise OutputError(f"{output}: output path exists and is not a directory")
+    existing = output
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(
+            f"{output}: cannot create output directory: {existing} is not a directory"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"{output}: output directory is not writable")
+
+
+def _prepare_output(output: Path) -> None:
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"{output}: cannot create output directory: {error.strerror}") from error
+    if not os.access(output, os.W_OK | os.X_OK):
+        raise OutputError(f"{output}: output directory is not writable")
+
+
+def _fingerprint(config_options: dict, plans: list[RecordingPlan], skipped: list[dict]) -> str:
+    files = []
+    for plan in plans:
+        for path in plan.source.files:
+            try:
+                st = path.stat()
+                files.append([str(path), st.st_size, st.st_mtime_ns])
+            except OSError:
+                files.append([str(path), None, None])
+    payload = {
+        "toile": __version__,
+        "options": config_options,
+        "recordings": [[p.label, p.n_frames] for p in plans],
+        "skipped": [s["source"] for s in skipped],
+        "files": files,
+    }
+    return hashlib.sha256(dump_json(payload).encode()).hexdigest()
+
+
+def _output_options(config: ExportConfig) -> dict:
+    spec = config.filename_spec
+    return {
+        "inputs": list(config.inputs),
+        "stem": config.stem,
+        "shard_size": config.shard_size,
+        "format": config.format,
+        "compressed": config.compressed,
+        "to_uint8": config.to_uint8,
+        "uint8_range": config.uint8_range if config.to_uint8 else None,
+        "channel": config.channel,
+        "on_error": config.on_error,
+        "filename_spec": None
+        if spec is None
+        else {"template": spec.template, "transforms": dict(spec.transforms)},
+    }
+
+
+# --------------------------------------------------------------------------------------
+# Progress
+
+
+class _NoProgress:
+    """Stands in for the progress bar when it is off (tqdm takes 50 ms to import)."""
+
+    def update(self, n: int = 1) -> None:
+        return None
+
+    def set_description(self, text: str, refresh: bool = True) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+def _progress_bar(total: int, enabled: bool) -> Any:
+    if not enabled:
+        return _NoProgress()
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total,
+        unit="frame",
+        file=sys.stderr,
+        dynamic_ncols=True,
+        mininterval=0.5,
+        desc="export",
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Executors
+
+
+def choose_workers(config: ExportConfig, plans: list[RecordingPlan]) -> int:
+    """``--workers`` when given; else from the plan: pixel bytes, shards and cores."""
+    if config.workers is not None:
+        return config.workers
+    pixel_bytes = sum(p.n_frames * frame_bytes(p) for p in plans)
+    shards = max(1, -(-pixel_bytes // config.shard_size))
+    tasks = shards
+    if config.compressed or config.to_uint8:
+        tasks = max(shards, len(plans))
+    return max(1, min(os.cpu_count() or 1, tasks, pixel_bytes // BYTES_PER_WORKER))
+
+
+def make_executor(config: ExportConfig, workers: int) -> Executor:
+    name = config.executor or ("inline" if workers == 1 else "processes")
+    if name == "dask":
+        return get_executor(
+            name,
+            workers=workers,
+            scheduler=config.scheduler,
+            scheduler_file=config.scheduler_file,
+        )
+    return get_executor(name, workers=workers)
+
+
+# --------------------------------------------------------------------------------------
+# The pipeline
+
+
+def export_frames(
+    config: ExportConfig,
+    *,
+    executor: Executor | None = None,
+    ignore_interrupts_after_commit: bool = False,
+) -> ExportResult:
+    """Export every recording of ``config`` into one sharded dataset; see the module docstring.
+
+    ``executor`` runs the tasks (default: from ``config``; it is then started and
+    stopped here). ``ignore_interrupts_after_commit`` leaves SIGINT ignored once the
+    dataset is committed, for a command line that must not report an interrupt after
+    its success.
+    """
+    return _export(config, None, executor, ignore_interrupts_after_commit)
+
+
+def _export(
+    config: ExportConfig,
+    plans: list[RecordingPlan] | None,
+    executor: Executor | None,
+    ignore_after_commit: bool = False,
+) -> ExportResult:
+    started = time.perf_counter()
+    output = config.output
+    stem = config.stem
+    _check_output(output)
+    staging = staging_dir(output, stem)
+    previous = existing_outputs(output, stem)
+    if previous and not (config.overwrite or config.resume):
+        raise OutputError(
+            f"{output}: already holds a dataset named {stem!r} ({previous[0].name}, ...); "
+            "use --overwrite to replace it or --stem to choose another name"
+        )
+    if config.resume and not staging.is_dir():
+        # Checked before planning, so that nothing (not even OUTPUT) is created.
+        raise ConfigError(f"{output}: nothing to resume (no interrupted export found)")
+    skipped: list[dict] = []
+    options = ConvertOptions(
+        encoding=config.format,
+        compressed=config.compressed,
+        to_uint8=config.to_uint8,
+        uint8_range=config.uint8_range,
+        channel=config.channel,
+    )
+    if config.to_uint8:
+        from toile.normalize import parse_uint8_range
+
+        parse_uint8_range(config.uint8_range)
+    if plans is None:
+        plans = plan_recordings(config, skipped)
+    token = uuid.uuid4().hex[:12]
+    try:
+        return _Export(config, plans, options, skipped, token, ignore_after_commit).run(
+            executor, started
+        )
+    finally:
+        samples.forget(token)
+        for plan in plans:
+            plan.close()
+
+
+class _Export:
+    """One export's state while it runs (driver side)."""
+
+    def __init__(
+        self,
+        config: ExportConfig,
+        plans: list[RecordingPlan],
+        options: ConvertOptions,
+        skipped: list[dict],
+        token: str,
+        ignore_after_commit: bool,
+    ) -> None:
+        self.config = config
+        self.plans = plans
+        self.options = options
+        self.skipped = skipped
+        self.token = token
+        self.ignore_after_commit = ignore_after_commit
+        self.output = LocalStorage(config.output)
+        self.staging = self.output.child(staging_name(config.stem))
+        self.journal = Journal(self.staging)
+        self.versions = byte_versions()
+        self.jobs: dict[int, RecordingJob] = {
+            p.recording_index: p.job(config.channel, token) for p in plans
+        }
+        self.done: dict[int, ShardInfo] = {}
+        self.bar: Any = _NoProgress()
+
+    # -- phases --------------------------------------------------------------------
+
+    def run(self, executor: Executor | None, started: float) -> ExportResult:
+        config = self.config
+        if not self.plans:
+            raise InputError(
+                ", ".join(config.inputs),
+                "no recording could be read" if self.skipped else "no recordings",
+            )
+        check_sample_sizes(self.plans, self.options, config.shard_size)
+        output_options = _output_options(config)
+        self.fingerprint = _fingerprint(output_options, self.plans, self.skipped)
+        journaled: dict[int, ShardInfo] = {}
+        if config.resume:
+            journaled = self._resume_state()
+        own = executor is None
+        if executor is None:
+            executor = make_executor(config, choose_workers(config, self.plans))
+        log.info("running on the %s", executor.describe())
+        show = (
+            config.progress
+            if config.progress is not None
+            else (sys.stderr.isatty() or config.verbose)
+        )
+        passes = 1 + int(config.to_uint8) + int(config.compressed)
+        self.bar = _progress_bar(sum(p.n_frames for p in self.plans) * passes, show)
+        try:
+            with executor if own else contextlib.nullcontext(executor):
+                if executor.in_process and self.plans[0].opened is not None:
+                    samples.adopt(self.jobs[self.plans[0].recording_index], self.plans[0].opened)
+                    self.plans[0].opened = None
+                try:
+                    shards = self._write(executor, journaled)
+                except BaseException:
+                    self._drop_partial_files()
+                    raise
+            self.bar.close()
+            plans = [p for p in self.plans if p.recording_index in self.jobs]
+            manifest = build_manifest(
+                config, output_options, plans, shards, self.skipped, self.versions
+            )
+            manifest_path = self._commit(shards, manifest)
+        except (KeyboardInterrupt, Stopped):
+            self.bar.close()
+            _, done = self.journal.read()
+            raise ExportInterrupted(
+                len(done),
+                sum(s.samples for s in done.values()),
+                staging_dir(self.config.output, self.config.stem),
+            ) from None
+        except TaskFailure as failure:
+            self.bar.close()
+            self.staging.remove_all()
+            raise failure.rebuild() from None
+        except Exception:
+            self.bar.close()
+            # A failed export leaves nothing behind; only an interrupted one is kept for --resume.
+            self.staging.remove_all()
+            raise
+        except BaseException:
+            self.bar.close()
+            raise
+        return ExportResult(
+            output=config.output,
+            manifest_path=manifest_path,
+            shards=shards,
+            recordings=len(plans),
+            frames=sum(s.samples for s in shards),
+            bytes=sum(s.size for s in shards),
+            seconds=time.perf_counter() - started,
+            skipped=self.skipped,
+        )
+
+    def _write(self, executor: Executor, journaled: dict[int, ShardInfo]) -> list[ShardInfo]:
+        if self.options.to_uint8:
+            self._stats(executor)
+        sizes = self._measure(executor)
+        _prepare_output(self.config.output)
+        if not self.config.resume:
+            self.staging.remove_all()
+        self.staging.ensure()
+        self.done = journaled
+        first = True
+        while True:
+            layout = plan_shards(
+                [sizes[i] for i in sorted(sizes) if i in self.jobs],
+                max_size=self.config.shard_size,
+                overhead=shard_overhead(self.config.compressed),
+                stem=self.config.stem,
+                compressed=self.config.compressed,
+            )
+            self._reconcile(layout, verify=first and self.config.resume)
+            if first:
+                self.bar.update(sum(s.samples for s in self.done.values()))
+                first = False
+            if self._assemble(executor, layout):
+                return [self.done[s.index] for s in layout]
+
+    def _stats(self, executor: Executor) -> None:
+        jobs = [
+            Job(f"toile-stats-{self.token}-{index}", (job, self.options, self.versions))
+            for index, job in self.jobs.items()
+        ]
+        for job, mapping in self._results(executor, stats_task, jobs):
+            recording = job.args[0]
+            self.jobs[recording.recording_index] = recording.with_mapping(mapping)
+            self.bar.update(recording.n_frames)
+
+    def _measure(self, executor: Executor) -> dict[int, SampleSizes]:
+        jobs = []
+        for index, job in self.jobs.items():
+            for start, stop in measure_chunks(job, self.options.compressed):
+                jobs.append(
+                    Job(
+                        f"toile-measure-{self.token}-{index}-{start}",
+                        (job, self.options, start, stop, self.versions),
+                    )
+                )
+        parts: dict[int, dict[int, tuple]] = {}
+        for job, runs in self._results(executor, measure_task, jobs):
+            recording, _, start, stop, _ = job.args
+            parts.setdefault(recording.recording_index, {})[start] = runs
+            if self.options.compressed:
+                self.bar.update(stop - start)
+        return {
+            index: join_sizes(self.jobs[index], [chunks[s] for s in sorted(chunks)])
+            for index, chunks in parts.items()
+            if index in self.jobs
+        }
+
+    def _assemble(self, executor: Executor, layout: list[PlannedShard]) -> bool:
+        """Write the layout's missing shards; False when a recording was skipped (replan)."""
+        staging = self.staging
+        jobs = []
+        for shard in layout:
+            if shard.index in self.done:
+                continue
+            recordings = tuple(self.jobs[r.recording] for r in shard.ranges)
+            task = ShardTask(shard, recordings, self.options, staging, self.versions)
+            jobs.append(Job(f"toile-shard-{self.token}-{shard.index:06d}", (task,)))
+        planned = {s.index: s for s in layout}
+        for _job, done in self._results(executor, assemble, jobs, replan=True):
+            if done is None:
+                return False
+            self._accept(planned[done.index], done)
+        return True
+
+    def _accept(self, shard: PlannedShard, done: ShardDone) -> None:
+        info = done.info
+        if done.versions != self.versions:
+            raise OutputError(
+                f"{shard.name}: written on {done.host} with {done.versions}, but the driver "
+                f"runs {self.versions}: install the same versions everywhere"
+            )
+        if (info.name, info.size, info.samples, info.first_key, info.last_key) != (
+            shard.name,
+            shard.size,
+            shard.samples,
+            shard.first_key,
+            shard.last_key,
+        ):
+            raise OutputError(f"{shard.name}: the shard written differs from the plan ({info})")
+        earlier = self.done.get(shard.index)
+        if earlier is not None:
+            if earlier.sha256 != info.sha256:
+                raise OutputError(
+                    f"{shard.name}: two runs of the same shard gave different bytes "
+                    f"({earlier.sha256} and {info.sha256})"
+                )
+            return
+        self.done[shard.index] = info
+        self.journal.append(shard.index, info)
+        self.bar.update(info.samples)
+
+    def _results(
+        self,
+        executor: Executor,
+        function: Callable[..., Any],
+        jobs: list[Job],
+        replan: bool = False,
+    ) -> Iterator[tuple[Job, Any]]:
+        """Results of ``jobs``; a bad recording is skipped with ``--on-error skip``.
+
+        When ``replan``, a skipped recording ends the iteration with ``(job, None)``:
+        the layout changes and the shards after it must be planned again.
+        """
+        results = executor.run(function, jobs)
+        try:
+            for job, value in results:
+                if not isinstance(value, Failed):
+                    yield job, value
+                    continue
+                error = value.error
+                if isinstance(error, Stopped):
+                    raise error
+                if not isinstance(error, TaskFailure):
+                    raise error
+                if not self._skip(error):
+                    raise error.rebuild()
+                if replan:
+                    yield job, None
+                    return
+        finally:
+            close = getattr(results, "close", None)
+            if close is not None:
+                close()
+
+    def _skip(self, failure: TaskFailure) -> bool:
+        """Skip the recording ``failure`` belongs to, when it is a bad one and skipping is on."""
+        index = failure.recording
+        if self.config.on_error != "skip" or failure.kind != "InputError" or index is None:
+            return False
+        job = self.jobs.pop(index, None)
+        if job is None:
+            return True
+        error = failure.rebuild()
+        log.warning("skipped %s: %s", job.label, error)
+        self.skipped.append({"source": job.label, "error": str(error)})
+        self.bar.update(job.n_frames)
+        if not self.jobs:
+            raise InputError(", ".join(self.config.inputs), "no recording could be read")
+        return True
+
+    # -- staging and resume -----------------------------------------------------------
+
+    def _resume_state(self) -> dict[int, ShardInfo]:
+        """The journaled shards of an interrupted run with the same fingerprint (unverified)."""
+        if not self.staging.is_dir():
+            raise ConfigError(
+                f"{self.config.output}: nothing to resume (no interrupted export found)"
+            )
+        recorded, shards = self.journal.read()
+        if recorded is None:
+            raise ConfigError(f"{self.journal.path}: the resume journal is missing or unreadable")
+        if recorded != self.fingerprint:
+            raise ConfigError(
+                f"{self.config.output}: the interrupted export used other inputs or options; "
+                "rerun it with the same ones, or start over with --overwrite"
+            )
+        return shards
+
+    def _reconcile(self, layout: list[PlannedShard], verify: bool) -> None:
+        """Keep the complete shards the layout still plans (checked when resuming); drop the rest."""
+        planned = {s.index: s for s in layout}
+        kept: dict[int, ShardInfo] = {}
+        for index, info in sorted(self.done.items()):
+            shard = planned.get(index)
+            matches = shard is not None and (
+                info.name,
+                info.size,
+                info.samples,
+                info.first_key,
+                info.last_key,
+            ) == (shard.name, shard.size, shard.samples, shard.first_key, shard.last_key)
+            if matches and verify:
+                matches = (
+                    self.staging.size(info.name) == info.size
+                    and self.staging.sha256(info.name) == info.sha256
+                )
+                if not matches:
+                    log.warning(
+                        "resume: %s is damaged; it will be written again",
+                        self.staging.url_of(info.name),
+                    )
+            if matches:
+                kept[index] = info
+        keep = {info.name for info in kept.values()} | {JOURNAL_NAME}
+        for name in self.staging.list():
+            if name not in keep:
+                self.staging.remove(name)
+        self.done = kept
+        self.journal.start(self.fingerprint, kept)
+        if verify:
+            log.info(
+                "resume: keeping %d complete shard(s), %d frame(s)",
+                len(kept),
+                sum(s.samples for s in kept.values()),
+            )
+
+    def _drop_partial_files(self) -> None:
+        """Remove temporary files that stopped tasks left (complete shards stay)."""
+        from toile.names import is_temporary
+
+        for name in self.staging.list():
+            if is_temporary(name):
+                self.staging.remove(name)
+
+    # -- commit -------------------------------------------------------------------------
+
+    def _commit(self, shards: list[ShardInfo], manifest: dict) -> Path:
+        """Move the staged shards into place, drop stale ones, write the manifest.
+
+        The manifest is written (and flushed) in the staging directory first, so a
+        full disk fails the export before anything in the output is replaced. SIGINT
+        is held back meanwhile: the commit happens whole or not at all.
+        """
+        stem = self.config.stem
+        name = manifest_name(stem)
+        with _interrupts_held(self.ignore_after_commit):
+            self.staging.write_text(name, manifest_text(manifest))
+            new_names = {s.name for s in shards}
+            for info in shards:
+                self.staging.move_to(info.name, self.output)
+            for path in existing_outputs(self.config.output, stem):
+                if path.name not in new_names and path.name != name:
+                    path.unlink(missing_ok=True)
+            self.staging.move_to(name, self.output)
+            self.staging.remove_all()
+            self.output.sync()
+        return self.config.output / name
+
+
+@contextlib.contextmanager
+def _interrupts_held(ignore_after: bool) -> Iterator[None]:
+    """Hold SIGINT back while the block runs (main thread only); log one that arrived."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    arrived: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: arrived.append(signum))
+    succeeded = False
+    try:
+        yield
+        succeeded = True
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN if succeeded and ignore_after else previous)
+        if arrived:
+            log.warning(
+                "interrupted while the dataset was committed; the commit %s",
+                "completed: the export succeeded" if succeeded else "failed",
+            )
+
+
+# --------------------------------------------------------------------------------------
+# Synthetic datasets
+
+
+def export_test_frames(
+    output: str | Path,
+    *,
+    stem: str | None = None,
+    compressed: bool = False,
+    frames: int = 300,
+    height: int = 256,
+    width: int = 256,
+    channels: int = 1,
+    dtype: str = "uint16",
+    seed: int = 0,
+    recordings: int = 1,
+    shard_size: int | None = None,
+    pds: bool = False,
+    format: str = "npy",
+    to_uint8: bool = False,
+    overwrite: bool = False,
+    progress: bool | None = None,
+    workers: int | None = 1,
+    executor: str | None = None,
+    scheduler: str | None = None,
+    scheduler_file: str | None = None,
+) -> ExportResult:
+    """Write a synthetic calcium-imaging dataset with the same layout as ``export frames``."""
+    from toile.config import make_config
+    from toile.formats.synthetic import synthetic_source
+    from toile.synthetic import MovieSpec
+
+    config = make_config(
+        [f"synthetic:seed={seed}"],
+        output,
+        stem=stem,
+        shard_size=shard_size,
+        pds=pds,
+        compressed=compressed,
+        format=format,
+        to_uint8=to_uint8,
+        overwrite=overwrite,
+        workers=workers,
+        progress=progress,
+        executor=executor,
+        scheduler=scheduler,
+        scheduler_file=scheduler_file,
+    )
+    plans = []
+    for index in range(recordings):
+        spec = MovieSpec(
+            frames=frames,
+            height=height,
+            width=width,
+            channels=channels,
+            dtype=dtype,
+            seed=seed + index,
+        )
+        source = synthetic_source(spec)
+        with open_source(source) as recording:
+            plans.append(plan_of(recording, index, source.name, source, {}))
+    return _export(config, plans, None)
