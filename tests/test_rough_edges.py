@@ -191,3 +191,25 @@ def test_skipped_recordings_name_their_path_once_on_stderr(tmp_path):
     wrote = [line for line in lines if line.startswith("toile: wrote")]
     assert wrote[0].startswith(f"toile: wrote {out / 'o1.manifest.json'}: ")
     assert wrote[0].endswith("1 recording(s) skipped"), wrote
+
+
+def test_test_recording_refuses_an_existing_output_and_overwrite_replaces_it_whole(tmp_path):
+    series = tmp_path / "TSeries-001"
+    common = ["export", "test-recording", str(series), "--layout", "prairie-view"]
+    small = ["--height", "8", "--width", "8"]
+    assert _cli(*common, *small, "--frames", "4").exit_code == 0
+    before = sorted(p.name for p in series.iterdir())
+    refused = _cli(*common, *small, "--frames", "2")
+    assert refused.exit_code == 1
+    assert f"Error: {series}: exists and is not empty; give --overwrite" in refused.output
+    assert sorted(p.name for p in series.iterdir()) == before
+    assert _cli(*common, *small, "--frames", "2", "--overwrite").exit_code == 0
+    after = sorted(p.name for p in series.iterdir())
+    assert len([n for n in after if n.endswith(".ome.tif")]) == 2 < len(before)
+    stack = tmp_path / "rec.ome.tif"
+    assert _cli("export", "test-recording", str(stack), *small).exit_code == 0
+    assert _cli("export", "test-recording", str(stack), *small).exit_code == 1
+    assert _cli("export", "test-recording", str(stack), *small, "--overwrite").exit_code == 0
+    (tmp_path / "data" / "sub").mkdir(parents=True)
+    kept = _cli(*common[:2], str(tmp_path / "data"), "--layout", "prairie-view", "--overwrite")
+    assert kept.exit_code == 1 and "holds directories" in kept.output

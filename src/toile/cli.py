@@ -341,7 +341,14 @@ def export_test_frames_command(output: Path, **options: Any) -> None:
     "three files when OUTPUT is a directory; imagej: an ImageJ stack without OME-XML.",
 )
 @_movie_options(frames=100)
-def export_test_recording_command(output: Path, layout: str, **options: Any) -> None:
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace an existing OUTPUT whole (a file, or a directory of files).",
+)
+def export_test_recording_command(
+    output: Path, layout: str, overwrite: bool, **options: Any
+) -> None:
     """Write a synthetic recording as a microscope would, to try `export frames` on.
 
     OUTPUT is a file for ome-tiff and imagej, a directory for prairie-view and thorimage,
@@ -367,6 +374,7 @@ def export_test_recording_command(output: Path, layout: str, **options: Any) -> 
                 f"{output}: a {layout} recording is a file whose name ends in .tif or .tiff",
                 param_hint="OUTPUT",
             )
+        _clear_recording_output(output, overwrite)
         spec = MovieSpec(**options)
         frames = generate_frames(spec)
         names = [c["name"] for c in movie_metadata(spec)["channels"]]
@@ -391,6 +399,32 @@ def export_test_recording_command(output: Path, layout: str, **options: Any) -> 
 
     files = _run(action)
     click.echo(f"toile: wrote {len(files)} file(s): {files[0]}", err=True)
+
+
+def _clear_recording_output(output: Path, overwrite: bool) -> None:
+    """Refuse an existing non-empty OUTPUT, or with ``overwrite`` remove it whole.
+
+    A rerun with fewer frames must not leave the old files behind (a later export
+    would read them as part of the recording). Only a file, or a directory holding
+    files only, is removed; anything else is refused.
+    """
+    import shutil
+
+    from toile.errors import OutputError
+
+    if not output.exists() or (output.is_dir() and not any(output.iterdir())):
+        return
+    if not overwrite:
+        raise OutputError(f"{output}: exists and is not empty; give --overwrite to replace it")
+    if output.is_dir():
+        if any(entry.is_dir() for entry in output.iterdir()):
+            raise OutputError(
+                f"{output}: holds directories, so it is not a recording written by "
+                "test-recording; choose another OUTPUT"
+            )
+        shutil.rmtree(output)
+    else:
+        output.unlink()
 
 
 @main.command("info")
