@@ -5,7 +5,7 @@ Prairie View series, of the master file, which follows the multi-file OME series
 optional uint8 mapping of the whole stack in floating point, then every frame through
 ``webdataset.ShardWriter`` as ``{"__key__", "npy", "json"}``.
 
-Usage: ``python benchmarks/naive_peer.py INPUT OUTPUT_DIR [--uint8]`` where INPUT is an
+Usage: ``python benchmarks/naive_peer.py INPUT OUTPUT_DIR [--uint8] [--cap BYTES]`` where INPUT is an
 OME-TIFF file or a Prairie View directory (its first ``.tif`` file by name is the master).
 """
 
@@ -47,7 +47,7 @@ def movie_metadata(path: Path) -> dict:
     return meta
 
 
-def convert(source: Path, output: Path, to_uint8: bool) -> int:
+def convert(source: Path, output: Path, to_uint8: bool, cap: int = MAXSIZE) -> int:
     """Convert one recording; return the number of frames written."""
     master = master_file(source)
     stack = tifffile.imread(master)
@@ -58,7 +58,7 @@ def convert(source: Path, output: Path, to_uint8: bool) -> int:
     output.mkdir(parents=True, exist_ok=True)
     stem = source.name.split(".")[0]
     dt = float(meta.get("TimeIncrement") or 0.0)
-    with wds.ShardWriter(str(output / "naive-%06d.tar"), maxsize=MAXSIZE, verbose=0) as sink:
+    with wds.ShardWriter(str(output / "naive-%06d.tar"), maxsize=cap, verbose=0) as sink:
         for index, frame in enumerate(stack):
             sink.write(
                 {
@@ -82,8 +82,9 @@ def main() -> None:
     parser.add_argument("input", type=Path)
     parser.add_argument("output", type=Path)
     parser.add_argument("--uint8", action="store_true")
+    parser.add_argument("--cap", type=int, default=MAXSIZE, help="ShardWriter maxsize.")
     args = parser.parse_args()
-    convert(args.input, args.output, args.uint8)
+    convert(args.input, args.output, args.uint8, args.cap)
 
 
 if __name__ == "__main__":

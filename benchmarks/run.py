@@ -1,24 +1,34 @@
-"""Wall time and peak memory of ``toile export frames`` against a hand-written peer and ``cat``.
+"""toile export frames against the floors of its work and against the tools users would pick.
 
 Run from the repository root::
 
-    uv run python benchmarks/run.py            # full run, writes benchmarks/results.md
-    uv run python benchmarks/run.py --quick    # small frames, a smoke test of this script
+    uv run python benchmarks/run.py            # everything, writes benchmarks/results.md
+    uv run python benchmarks/run.py --quick    # small frames, no peers: a smoke test
+    uv run python benchmarks/run.py --cases ome,help --repeat 5
 
 Inputs are written with toile's own synthetic movies and writers, cached in the work
 directory keyed by their parameters. Every contender runs as a subprocess; contenders
 alternate (A B C A B C ...), outputs are deleted and dirty pages flushed before each run
 (outside the timed region), and the inputs are read once untimed so the page cache is warm.
-See benchmarks/README.md for what each case measures.
+The peers run in their own environments (peers.py). See benchmarks/README.md.
+
+Adding a case: write ``def case_x(bench: Bench) -> CaseResult`` and decorate it with
+``@case("x", "what it measures")``; raise ``Skip("why")`` when what it needs is missing
+(``bench.toile_option("--executor")`` tells whether toile has an option yet).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import datetime
+import hashlib
+import json
 import logging
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -26,16 +36,15 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import tifffile
 
-from toile import __version__ as toile_version
-from toile.synthetic import MovieSpec, generate_frames
-from toile.writers import write_imagej_stack, write_ome_tiff, write_prairie_series
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import peers  # noqa: E402  (benchmarks/peers.py, next to this file)
 
 log = logging.getLogger("benchmarks")
 
@@ -43,19 +52,15 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 NAIVE = HERE / "naive_peer.py"
 FLOOR = HERE / "floor.py"
-#: Name of the floor contender: copy + SHA-256 + fsync, no encoding (see floor.py).
-FLOOR_NAME = "floor: copy + sha256 + fsync"
+#: Names of the floor contenders (see floor.py).
+FLOOR_A = "floor (a): copy + sha256 + fsync"
+FLOOR_B = "floor (b): copy + deflate + sha256 + fsync"
 #: Bumped when the way inputs are generated changes, so cached inputs are rebuilt.
 INPUT_VERSION = 1
 MIB = 1024 * 1024
-LOAD_AT_START = " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-#: Figures the naive peer was measured at before (issue), printed next to ours.
-PREVIOUS_NAIVE = {
-    1: "2.1x raw, 491 MiB",
-    2: "3.3x raw",
-    3: "7.9x raw, 4.0 GiB",
-}
+#: toile's default shard cap and its --pds cap.
+CAP = 850_000_000
+PDS_CAP = 38_000_000
 
 
 # --------------------------------------------------------------------------------------
@@ -66,16 +71,19 @@ PREVIOUS_NAIVE = {
 class Sizes:
     """Frame counts and frame size of every case."""
 
-    frames: int = 900
+    frames: int = 3600
     height: int = 512
     width: int = 512
+    #: The multi-shard export of the workers case: recordings, frames each, shard cap.
     batch_recordings: int = 8
     batch_frames: int = 200
-    long_frames: int = 3600
+    batch_cap: int = 100_000_000
     help_runs: int = 10
-    #: Case 7: frame counts and side of the small-frame recordings.
+    #: The memory case: frame counts and side of the small-frame recordings.
     small_frames: tuple[int, int] = (3600, 36000)
     small_side: int = 16
+    #: Timed rounds of a peer (two give the byte-identity check).
+    peer_rounds: int = 2
 
 
 FULL = Sizes()
@@ -84,7 +92,7 @@ QUICK = Sizes(
     height=128,
     width=128,
     batch_frames=30,
-    long_frames=240,
+    batch_cap=500_000,
     help_runs=4,
     small_frames=(240, 2400),
 )
@@ -94,8 +102,30 @@ QUICK = Sizes(
 # Inputs
 
 
-def _frames(n: int, sizes: Sizes, seed: int) -> Iterator[np.ndarray]:
-    return generate_frames(MovieSpec(frames=n, height=sizes.height, width=sizes.width, seed=seed))
+#: The interpreter that writes the inputs: that of the toile under test (set by main), so
+#: that its own synthetic movies and writers make them (cached inputs need neither).
+GENERATOR = [sys.executable]
+
+_WRITE = """
+import sys
+from toile.synthetic import MovieSpec, generate_frames
+from toile import writers
+kind, path, n, height, width, seed, bigtiff = sys.argv[1:]
+frames = generate_frames(MovieSpec(frames=int(n), height=int(height), width=int(width), seed=int(seed)))
+if kind == "ome":
+    writers.write_ome_tiff(path, frames, bigtiff=bigtiff == "1")
+elif kind == "prairie":
+    writers.write_prairie_series(path, frames)
+else:
+    writers.write_imagej_stack(path, frames)
+"""
+
+
+def _write(kind: str, path: Path, n: int, sizes: Sizes, seed: int) -> None:
+    """Write ``n`` synthetic frames as ``kind`` (ome, prairie, imagej) with toile's writers."""
+    bigtiff = kind == "ome" and 2 * n * sizes.height * sizes.width > 3 * 2**30
+    argv = [kind, str(path), str(n), str(sizes.height), str(sizes.width), str(seed)]
+    subprocess.run([*GENERATOR, "-c", _WRITE, *argv, "1" if bigtiff else "0"], check=True)
 
 
 def _cached(target: Path, make: Callable[[Path], object]) -> Path:
@@ -121,25 +151,19 @@ def _cached(target: Path, make: Callable[[Path], object]) -> Path:
 def ome_stack(inputs: Path, n: int, sizes: Sizes, seed: int) -> Path:
     """A single-file OME-TIFF of ``n`` synthetic frames."""
     name = f"v{INPUT_VERSION}-stack-t{n}-{sizes.height}x{sizes.width}-seed{seed}.ome.tif"
-
-    def make(tmp: Path) -> None:
-        write_ome_tiff(
-            tmp, _frames(n, sizes, seed), bigtiff=2 * n * sizes.height * sizes.width > 3 * 2**30
-        )
-
-    return _cached(inputs / name, make)
+    return _cached(inputs / name, lambda tmp: _write("ome", tmp, n, sizes, seed))
 
 
 def prairie_series(inputs: Path, n: int, sizes: Sizes, seed: int) -> Path:
     """A Prairie View style directory of ``n`` single-page OME-TIFF files."""
     name = f"v{INPUT_VERSION}-prairie-t{n}-{sizes.height}x{sizes.width}-seed{seed}"
-    return _cached(inputs / name, lambda tmp: write_prairie_series(tmp, _frames(n, sizes, seed)))
+    return _cached(inputs / name, lambda tmp: _write("prairie", tmp, n, sizes, seed))
 
 
 def imagej_stack(inputs: Path, n: int, sizes: Sizes, seed: int) -> Path:
     """An ImageJ hyperstack (no OME-XML) of ``n`` synthetic frames."""
     name = f"v{INPUT_VERSION}-imagej-t{n}-{sizes.height}x{sizes.width}-seed{seed}.tif"
-    return _cached(inputs / name, lambda tmp: write_imagej_stack(tmp, _frames(n, sizes, seed)))
+    return _cached(inputs / name, lambda tmp: _write("imagej", tmp, n, sizes, seed))
 
 
 def batch_of_stacks(inputs: Path, sizes: Sizes) -> Path:
@@ -150,7 +174,7 @@ def batch_of_stacks(inputs: Path, sizes: Sizes) -> Path:
     def make(tmp: Path) -> None:
         tmp.mkdir()
         for i in range(count):
-            write_ome_tiff(tmp / f"recording_{i + 1:02d}.ome.tif", _frames(n, sizes, 100 + i))
+            _write("ome", tmp / f"recording_{i + 1:02d}.ome.tif", n, sizes, 100 + i)
 
     return _cached(inputs / name, make)
 
@@ -185,8 +209,30 @@ def remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def shard_files(path: Path) -> list[Path]:
+    """The data files of an output: every file but the JSON indexes and manifests."""
+    if not path.is_dir():
+        return [path] if path.exists() else []
+    return sorted(f for f in path.rglob("*") if f.is_file() and f.suffix != ".json")
+
+
+def tree_digest(path: Path) -> str:
+    """SHA-256 over every file's relative name and bytes: equal for byte-identical outputs."""
+    total = hashlib.sha256()
+    files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
+    buffer = bytearray(8 * MIB)
+    for file in files:
+        total.update(str(file.relative_to(path) if path.is_dir() else file.name).encode())
+        one = hashlib.sha256()
+        with open(file, "rb", buffering=0) as handle:
+            while n := handle.readinto(buffer):
+                one.update(memoryview(buffer)[:n])
+        total.update(one.digest())
+    return total.hexdigest()
+
+
 # --------------------------------------------------------------------------------------
-# Measuring one process (tree)
+# Measuring one process tree
 
 
 @dataclass
@@ -194,49 +240,81 @@ class Run:
     """One timed run of one contender."""
 
     wall: float
-    cpu: float  # seconds of user + system time, the process and every child it waited for
+    cpu: float  # seconds of user + system time of the whole process tree
     max_rss: int  # bytes: the largest RSS of any one process of the tree
     tree_rss: int  # bytes: the largest sampled sum of RSS over the process tree
     output_bytes: int = 0
+    files: int = 0
+    largest: int = 0  # bytes of the largest data file
+    digest: str = ""
+
+
+def _make_subreaper() -> None:
+    """Become the parent of orphans of the contenders, so their tree stays ours to see.
+
+    Some peers (Ray) start daemons whose parent exits; as a child subreaper this process
+    adopts them, so the sampler still counts them and stray ones can be ended by PID.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        pass
+
+
+def descendants(pid: int) -> list[int]:
+    """Every descendant of ``pid`` (not ``pid`` itself), from /proc."""
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as handle:
+                    children = [int(c) for c in handle.read().split()]
+                found.extend(children)
+                todo.extend(children)
+        except OSError:
+            continue
+    return found
 
 
 class TreeSampler(threading.Thread):
-    """Polls the summed RSS of a process and all its descendants (every ``interval`` s)."""
+    """Polls the summed RSS and the CPU time of every process below this one.
 
-    def __init__(self, pid: int, interval: float = 0.05) -> None:
+    Only one contender runs at a time, so this script's descendants are the contender's
+    tree (with GNU time at its root), orphans adopted by the subreaper included. CPU
+    time is the last seen user + system time of each process, summed: it also counts
+    processes that their parent never waited for, which GNU time's figure leaves out.
+    """
+
+    def __init__(self, interval: float = 0.05) -> None:
         super().__init__(daemon=True)
-        self.pid = pid
         self.interval = interval
         self.peak = 0
+        self.cpu_ticks: dict[int, int] = {}
         self._done = threading.Event()
         self._page = os.sysconf("SC_PAGE_SIZE")
+        self._hz = os.sysconf("SC_CLK_TCK")
 
-    def _tree(self, pid: int) -> list[int]:
-        pids, todo = [], [pid]
-        while todo:
-            p = todo.pop()
-            pids.append(p)
-            try:
-                for task in os.listdir(f"/proc/{p}/task"):
-                    with open(f"/proc/{p}/task/{task}/children") as handle:
-                        todo.extend(int(c) for c in handle.read().split())
-            except OSError:
-                continue
-        return pids
-
-    def _rss(self) -> int:
+    def sample(self) -> None:
         total = 0
-        for p in self._tree(self.pid):
+        for p in descendants(os.getpid()):
             try:
                 with open(f"/proc/{p}/statm") as handle:
                     total += int(handle.read().split()[1]) * self._page
+                with open(f"/proc/{p}/stat") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+                self.cpu_ticks[p] = int(fields[11]) + int(fields[12])
             except (OSError, IndexError, ValueError):
                 continue
-        return total
+        self.peak = max(self.peak, total)
+
+    def cpu(self) -> float:
+        return sum(self.cpu_ticks.values()) / self._hz
 
     def run(self) -> None:
         while not self._done.is_set():
-            self.peak = max(self.peak, self._rss())
+            self.sample()
             self._done.wait(self.interval)
 
     def stop(self) -> None:
@@ -245,6 +323,8 @@ class TreeSampler(threading.Thread):
 
 
 GNU_TIME = Path("/usr/bin/time")
+#: Seconds after which a contender is ended and reported as failed.
+TIMEOUT = 900.0
 
 
 def contender_env() -> dict[str, str]:
@@ -252,11 +332,36 @@ def contender_env() -> dict[str, str]:
 
     With ``PYTHONDONTWRITEBYTECODE`` set (some sandboxes set it) every run would compile
     every imported module again: about 0.7 s and 40 MiB per Python process here, which an
-    installed package never pays.
+    installed package never pays. ``VIRTUAL_ENV`` and ``PYTHONPATH`` are dropped so a
+    peer's interpreter sees only its own environment.
     """
     env = dict(os.environ)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    for name in ("PYTHONDONTWRITEBYTECODE", "VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME"):
+        env.pop(name, None)
     return env
+
+
+def _end_strays(grace: float = 5.0) -> None:
+    """End, by PID, processes a contender left behind (daemons it did not stop)."""
+    deadline = time.monotonic() + grace
+    while (left := descendants(os.getpid())) and time.monotonic() < deadline:
+        _reap()
+        time.sleep(0.1)
+    for pid in left:
+        log.warning("ending process %d that the last contender left running", pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, 9)
+    _reap()
+
+
+def _reap() -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
 
 
 def measure(argv: list[str], stdout: Path | None = None, sample: bool = True) -> Run:
@@ -272,32 +377,48 @@ def measure(argv: list[str], stdout: Path | None = None, sample: bool = True) ->
         use_time = GNU_TIME.exists()
         full = [str(GNU_TIME), "-f", "%M %U %S", "-o", stats.name, *argv] if use_time else argv
         started = time.perf_counter()
-        proc = subprocess.Popen(full, stdout=out, stderr=err, cwd=ROOT, env=contender_env())
-        sampler = TreeSampler(proc.pid) if sample else None
+        proc = subprocess.Popen(
+            full, stdout=out, stderr=err, cwd=ROOT, env=contender_env(), start_new_session=True
+        )
+        sampler = TreeSampler() if sample else None
         if sampler is not None:
             sampler.start()
+        # A contender that hangs is ended (its own process group) after TIMEOUT seconds.
+        timer = threading.Timer(TIMEOUT, os.killpg, (proc.pid, 9))
+        timer.start()
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - started
+        timer.cancel()
         if sampler is not None:
             sampler.stop()
         proc.returncode = os.waitstatus_to_exitcode(status)
         if stdout is not None:
             out.close()  # type: ignore[union-attr]
+        _end_strays()
         if proc.returncode != 0:
             err.seek(0)
             tail = err.read().decode(errors="replace")[-2000:]
-            raise SystemExit(f"{' '.join(argv[:4])} ... exited {proc.returncode}:\n{tail}")
+            raise ContenderFailed(f"{' '.join(argv[:4])} ... exited {proc.returncode}:\n{tail}")
         if use_time:
             kib, user, system = stats.read().split()[-3:]
             max_rss, cpu = int(kib) * 1024, float(user) + float(system)
         else:  # ru_maxrss (KiB) includes our own RSS, see above
             max_rss, cpu = usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime
     tree = max(sampler.peak if sampler else 0, max_rss)
+    cpu = max(cpu, sampler.cpu() if sampler else 0.0)
     return Run(wall=wall, cpu=cpu, max_rss=max_rss, tree_rss=tree)
 
 
+class ContenderFailed(RuntimeError):
+    """A contender exited with an error: its case reports it instead of its figures."""
+
+
+class Skip(Exception):  # noqa: N818  (a signal, not an error)
+    """Raised by a case that cannot run here yet; the message says why."""
+
+
 # --------------------------------------------------------------------------------------
-# Contenders and cases
+# Contenders and results
 
 
 @dataclass
@@ -308,7 +429,14 @@ class Contender:
     argv: list[str]
     output: Path | None = None
     stdout: Path | None = None
+    #: Timed rounds at most (peers run fewer than toile and the floors); None: all.
+    rounds: int | None = None
+    #: The shard cap it was given (for the largest-file column), if any.
+    cap: int | None = None
+    #: Digest the output of the first two runs (byte-identity across runs).
+    check_identical: bool = False
     runs: list[Run] = field(default_factory=list)
+    failed: str = ""
 
     def median(self) -> float:
         return statistics.median(r.wall for r in self.runs)
@@ -325,64 +453,218 @@ class Contender:
     def tree_rss(self) -> int:
         return max(r.tree_rss for r in self.runs)
 
+    def identical(self) -> str:
+        digests = [r.digest for r in self.runs if r.digest]
+        if len(digests) < 2:
+            return "-"
+        return "yes" if len(set(digests)) == 1 else "no"
+
 
 @dataclass
 class Target:
-    """A goal printed next to a figure: ``value <= limit`` (or ``>=`` when ``at_least``)."""
+    """A goal judged from the run: ``value <= limit`` (or ``>=`` when ``at_least``)."""
 
     label: str
-    value: float
+    value: float | None
     limit: float
     at_least: bool = False
     unit: str = ""
+    skipped: str = ""  # why it could not be measured
 
-    def passed(self) -> bool:
-        return self.value >= self.limit if self.at_least else self.value <= self.limit
+    def verdict(self) -> str:
+        if self.value is None:
+            return "SKIP"
+        ok = self.value >= self.limit if self.at_least else self.value <= self.limit
+        return "PASS" if ok else "FAIL"
 
     def row(self) -> str:
         op = ">=" if self.at_least else "<="
-        verdict = "PASS" if self.passed() else "FAIL"
-        return (
-            f"| {self.label} | {self.value:.3g}{self.unit} | {op} {self.limit:g}{self.unit} "
-            f"| {verdict} |"
-        )
+        value = f"{self.value:.3g}{self.unit}" if self.value is not None else "-"
+        verdict = self.verdict() + (f" ({self.skipped})" if self.skipped else "")
+        return f"| {self.label} | {value} | {op} {self.limit:g}{self.unit} | {verdict} |"
 
 
 @dataclass
 class CaseResult:
-    number: int
+    name: str
     title: str
-    contenders: list[Contender]
-    targets: list[Target]
-    baseline: str | None = None  # contender that ratios are taken against
+    contenders: list[Contender] = field(default_factory=list)
+    targets: list[Target] = field(default_factory=list)
+    #: Contender that ratios are taken against (and a second one for a second column).
+    baseline: str | None = None
+    second: str | None = None
     notes: list[str] = field(default_factory=list)
+    skipped: str = ""
+    #: Where the time goes, when a target failed: a Markdown block.
+    profile: list[str] = field(default_factory=list)
+
+    def by_name(self) -> dict[str, Contender]:
+        return {c.name: c for c in self.contenders}
+
+    def ratio(self, contender: str, baseline: str) -> float | None:
+        """Ratio of the best (fastest) runs; None when either has no runs.
+
+        Targets are judged on best runs: on this machine the kernel's writeback of
+        earlier runs' dirty pages now and then stalls a run by a second or more (seen on
+        ``cat`` as often as on toile), which moves medians of a few runs by several times;
+        the fastest run of each contender is the one least disturbed. Medians are in the
+        tables.
+        """
+        by = self.by_name()
+        a, b = by.get(contender), by.get(baseline)
+        if a is None or b is None or not a.runs or not b.runs:
+            return None
+        return a.best() / b.best()
+
+
+def toile_checkout(rev: str, workdir: Path) -> tuple[Path, str]:
+    """The ``toile`` executable of commit ``rev``, in its own checkout and environment.
+
+    ``git archive`` of the commit (the working tree and the index are not touched) into
+    ``WORKDIR/toile-SHA``, then ``uv sync --frozen --no-dev`` there. Other changes in the
+    working tree, finished or not, then do not reach the measured toile.
+    """
+    sha = subprocess.run(
+        ["git", "rev-parse", "--verify", f"{rev}^{{commit}}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    dest = workdir / f"toile-{sha[:12]}"
+    toile = dest / ".venv" / "bin" / "toile"
+    if toile.exists():
+        return toile, sha[:12]
+    partial = dest.with_name(f".partial-{dest.name}")
+    remove(partial)
+    partial.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", sha], cwd=ROOT, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(partial)], input=archive.stdout, check=True)
+    remove(dest)
+    partial.rename(dest)
+    uv = os.environ.get("UV") or shutil.which("uv") or "uv"
+    started = time.perf_counter()
+    subprocess.run(
+        [uv, "sync", "--frozen", "--no-dev", "--quiet"],
+        cwd=dest,
+        check=True,
+        env={k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"},
+    )
+    log.info("toile %s installed in %s in %.1f s", sha[:12], dest, time.perf_counter() - started)
+    return toile, sha[:12]
+
+
+# --------------------------------------------------------------------------------------
+# The bench: shared paths, executables and the contender factories
 
 
 class Bench:
-    """Everything shared by the cases: paths, executables, sizes, repeat count."""
+    """Everything shared by the cases: paths, executables, sizes, repeat count, peers."""
 
-    def __init__(self, workdir: Path, sizes: Sizes, repeat: int) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        sizes: Sizes,
+        repeat: int,
+        with_peers: bool,
+        toile: Path | None = None,
+        commit: str = "",
+    ) -> None:
         self.workdir = workdir
         self.inputs = workdir / "inputs"
         self.out = workdir / "out"
         self.sizes = sizes
         self.repeat = repeat
-        bindir = Path(sys.executable).parent
-        toile = bindir / "toile"
-        self.toile = str(toile) if toile.exists() else shutil.which("toile") or "toile"
-        self.python = sys.executable
+        self.with_peers = with_peers
+        if toile is None:
+            toile = Path(sys.executable).parent / "toile"
+            if not toile.exists():
+                toile = Path(shutil.which("toile") or "toile")
+        self.toile = str(toile)
+        #: The interpreter of the toile under test (the floors run with it too).
+        self.python = (
+            str(toile.parent / "python") if (toile.parent / "python").exists() else sys.executable
+        )
+        self.commit = commit or git_commit()
         self.cat = shutil.which("cat") or "/bin/cat"
-        self.sh = shutil.which("sh") or "/bin/sh"
+        self.envs: dict[str, peers.Env] = {}
+        self._help: dict[tuple[str, ...], str] = {}
 
-    def toile_cmd(self, name: str, inputs: Path, *flags: str) -> Contender:
-        output = self.out / name
-        argv = [self.toile, "export", "frames", str(inputs), str(output), "--overwrite"]
-        return Contender(name, [*argv, "--no-progress", *flags], output=output)
+    # -- what toile offers (so that cases can skip until a feature lands)
 
-    def naive_cmd(self, inputs: Path, *flags: str) -> Contender:
-        output = self.out / "naive"
+    def toile_help(self, *command: str) -> str:
+        if command not in self._help:
+            done = subprocess.run(
+                [self.toile, *command, "--help"], capture_output=True, text=True, cwd=ROOT
+            )
+            self._help[command] = done.stdout
+        return self._help[command]
+
+    def toile_option(self, option: str, *command: str) -> bool:
+        """Whether ``toile COMMAND --help`` lists ``option`` (default: export frames)."""
+        text = self.toile_help(*(command or ("export", "frames")))
+        return re.search(rf"(^|\s){re.escape(option)}[\s=\[,]", text, re.MULTILINE) is not None
+
+    def toile_choices(self, option: str, *command: str) -> list[str]:
+        """The ``[a|b|c]`` choices the help text shows for ``option``."""
+        text = self.toile_help(*(command or ("export", "frames")))
+        found = re.search(rf"{re.escape(option)}\s+\[([^\]]+)\]", text)
+        return found.group(1).split("|") if found else []
+
+    # -- peers
+
+    def env(self, name: str) -> peers.Env | None:
+        """The peer environment ``name`` (made now if need be), or None without peers."""
+        if not self.with_peers:
+            return None
+        if name not in self.envs:
+            self.envs[name] = peers.ensure(peers.recipes()[name])
+            log.info("%s", self.envs[name].describe())
+        return self.envs[name]
+
+    def peer(
+        self, env: str, name: str, script: str, inputs: Path, cap: int, *flags: str
+    ) -> Contender | None:
+        """A peer script run in its own environment; None (noted) when unavailable."""
+        made = self.env(env)
+        if made is None or made.python is None:
+            return None
+        output = self.out / re.sub(r"\W+", "-", name).strip("-")
+        argv = [str(made.python), str(HERE / script), str(inputs), str(output)]
         return Contender(
-            "naive peer", [self.python, str(NAIVE), str(inputs), str(output), *flags], output
+            name,
+            [*argv, "--cap", str(cap), *flags],
+            output=output,
+            rounds=self.sizes.peer_rounds,
+            cap=cap,
+            check_identical=True,
+        )
+
+    def peers_for(self, source: Path, cap: int) -> tuple[list[Contender], list[str]]:
+        """Every peer on one OME-TIFF at one cap, and notes on those that are missing."""
+        wanted = [
+            ("webdataset", "tifffile + webdataset.ShardWriter", "naive_peer.py", ()),
+            ("streaming", "streaming.MDSWriter", "peer_mds.py", ()),
+            ("litdata", "litdata.optimize, 1 worker", "peer_litdata.py", ("--workers", "1")),
+            ("litdata", "litdata.optimize, 2 workers", "peer_litdata.py", ("--workers", "2")),
+            ("ray", "ray.data write_webdataset", "peer_ray.py", ()),
+        ]
+        found, notes = [], []
+        for env, name, script, flags in wanted:
+            contender = self.peer(env, name, script, source, cap, *flags)
+            if contender is not None:
+                found.append(contender)
+            elif self.with_peers:
+                notes.append(f"{name}: skipped, {self.envs[env].reason}")
+        return found, notes
+
+    # -- toile, floors, cat
+
+    def toile_cmd(self, name: str, inputs: Path, *flags: str, cap: int = CAP) -> Contender:
+        output = self.out / re.sub(r"\W+", "-", name).strip("-")
+        argv = [self.toile, "export", "frames", str(inputs), str(output), "--overwrite"]
+        return Contender(
+            name, [*argv, "--no-progress", *flags], output=output, cap=cap, check_identical=True
         )
 
     def cat_cmd(self, inputs: Path) -> Contender:
@@ -390,39 +672,49 @@ class Bench:
         argv = [self.cat, *(str(f) for f in input_files(inputs))]
         return Contender("raw cat", argv, output=output, stdout=output)
 
-    def floor_cmd(self, inputs: Path) -> Contender:
-        """The least work that keeps toile's promises: copy, SHA-256 and fsync (floor.py)."""
-        output = self.out / "floor.bin"
+    def floor_cmd(self, inputs: Path, deflate_threads: int = 0) -> Contender:
+        """Floor (a), or floor (b) with ``deflate_threads`` (see floor.py)."""
+        output = self.out / ("floor-b.gz" if deflate_threads else "floor-a.bin")
         files = [str(f) for f in input_files(inputs)]
-        return Contender(FLOOR_NAME, [self.python, str(FLOOR), str(output), *files], output=output)
-
-    def cat_fsync_cmd(self, inputs: Path) -> Contender:
-        """cat, then fsync of the copy: toile fsyncs its shards, cat and the peer do not."""
-        output = self.out / "catsync.bin"
-        script = 'out="$1"; shift; cat "$@" > "$out" && sync "$out"'
-        files = [str(f) for f in input_files(inputs)]
-        return Contender(
-            "raw cat + fsync", [self.sh, "-c", script, "sh", str(output), *files], output=output
-        )
+        flags = ["--deflate", str(deflate_threads)] if deflate_threads else []
+        name = FLOOR_B if deflate_threads else FLOOR_A
+        return Contender(name, [self.python, str(FLOOR), *flags, str(output), *files], output)
 
     def alternate(self, contenders: list[Contender], repeat: int, sample: bool = True) -> None:
-        """Run the contenders in turn, ``repeat`` rounds, fresh outputs each time."""
+        """Run the contenders in turn, ``repeat`` rounds, fresh outputs each time.
+
+        A contender that fails is reported as failed and left out of later rounds.
+        """
         self.out.mkdir(parents=True, exist_ok=True)
         for round_ in range(repeat):
             for contender in contenders:
+                if contender.failed or (
+                    contender.rounds is not None and round_ >= contender.rounds
+                ):
+                    continue
                 if contender.output is not None:
                     remove(contender.output)
                 os.sync()
-                run = measure(contender.argv, contender.stdout, sample=sample)
+                try:
+                    run = measure(contender.argv, contender.stdout, sample=sample)
+                except ContenderFailed as error:
+                    contender.failed = str(error).splitlines()[0] + " " + str(error)[-300:]
+                    log.warning("%s failed: %s", contender.name, error)
+                    continue
                 if contender.output is not None:
                     run.output_bytes = size_of(contender.output)
+                    data = shard_files(contender.output)
+                    run.files = len(data)
+                    run.largest = max((f.stat().st_size for f in data), default=0)
+                    if contender.check_identical and round_ < 2:
+                        run.digest = tree_digest(contender.output)
                 contender.runs.append(run)
                 log.info(
-                    "  round %d %-18s %7.3f s  %6.0f MiB",
+                    "  round %d %-42s %7.3f s  %6.0f MiB",
                     round_ + 1,
                     contender.name,
                     run.wall,
-                    run.max_rss / MIB,
+                    run.tree_rss / MIB,
                 )
         for contender in contenders:
             if contender.output is not None:
@@ -433,20 +725,20 @@ TINY = Sizes(frames=8, height=64, width=64, batch_recordings=2, batch_frames=8)
 
 
 def prime(bench: Bench) -> None:
-    """Run every kind of command once on tiny inputs, untimed.
+    """Run toile and the floors once on tiny inputs, untimed.
 
     This writes the bytecode caches of every module the timed runs import and warms the
-    executables, so the first timed round pays no more than the others.
+    executables, so the first timed round pays no more than the others. (Peers are primed
+    by a first, untimed run of their own in each case.)
     """
     stack = ome_stack(bench.inputs, TINY.frames, TINY, seed=1)
     series = prairie_series(bench.inputs, TINY.frames, TINY, seed=1)
-    batch = batch_of_stacks(bench.inputs, TINY)
     commands = [
         bench.toile_cmd("prime", stack),
         bench.toile_cmd("prime", series, "--uint8"),
-        bench.toile_cmd("prime", batch, "--workers", "2"),
-        bench.naive_cmd(stack, "--uint8"),
-        bench.naive_cmd(series),
+        bench.toile_cmd("prime", stack, "--compressed"),
+        bench.floor_cmd(stack),
+        bench.floor_cmd(stack, 2),
         Contender("prime", [bench.toile, "--help"]),
     ]
     bench.out.mkdir(parents=True, exist_ok=True)
@@ -456,144 +748,213 @@ def prime(bench: Bench) -> None:
             remove(command.output)
 
 
-def _ratio(result: CaseResult, contender: str, baseline: str) -> float:
-    """Ratio of the best (fastest) runs.
+def prime_peers(bench: Bench, contenders: list[Contender], tiny: Path) -> None:
+    """One untimed run of every peer on a tiny input: bytecode caches, warm libraries."""
+    bench.out.mkdir(parents=True, exist_ok=True)
+    for contender in contenders:
+        if contender.rounds is None:
+            continue
+        scratch = bench.out / "prime-peer"
+        argv = [*contender.argv[:2], str(tiny), str(scratch), *contender.argv[4:]]
+        try:
+            measure(argv, sample=False)
+        except ContenderFailed as error:
+            contender.failed = str(error)[-400:]
+            log.warning("%s failed on a tiny input: %s", contender.name, error)
+        remove(scratch)
 
-    Targets are judged on best runs: on this machine the kernel's writeback of
-    earlier runs' dirty pages now and then stalls a run by a second or more (seen on
-    ``cat`` as often as on toile), which moves medians of a few runs by up to 8x; the
-    fastest run of each contender is the one least disturbed. Medians are in the tables.
-    """
-    by_name = {c.name: c for c in result.contenders}
-    return by_name[contender].best() / by_name[baseline].best()
+
+# --------------------------------------------------------------------------------------
+# Cases: one function each, registered with @case
+
+CASES: dict[str, tuple[Callable[[Bench], CaseResult], str]] = {}
 
 
-def case_single(bench: Bench, number: int) -> CaseResult:
-    """Cases 1-3: one recording, toile vs the naive peer vs cat."""
+def case(name: str, about: str) -> Callable:
+    """Register a case function under ``name`` (the order of registration is the order run)."""
+
+    def register(func: Callable[[Bench], CaseResult]) -> Callable[[Bench], CaseResult]:
+        CASES[name] = (func, about)
+        return func
+
+    return register
+
+
+def _floor_target(result: CaseResult, label: str, toile: str, floor: str, limit: float) -> Target:
+    return Target(label, result.ratio(toile, floor), limit, unit="x")
+
+
+def _peer_case(bench: Bench, name: str, cap: int) -> CaseResult:
+    """The OME-TIFF stack against floor (a), cat and every peer, at one shard cap."""
     sizes = bench.sizes
-    n = sizes.frames
-    if number == 2:
-        source = prairie_series(bench.inputs, n, sizes, seed=1)
-        title = f"Prairie View series of {n} single-page {sizes.height}x{sizes.width} uint16 files"
-    else:
-        source = ome_stack(bench.inputs, n, sizes, seed=1)
-        title = f"OME-TIFF stack {n}x{sizes.height}x{sizes.width} uint16"
-    flags = ("--uint8",) if number == 3 else ()
-    title += ", --uint8" if number == 3 else ", default encoding"
+    source = ome_stack(bench.inputs, sizes.frames, sizes, seed=1)
     warm_up([source])
+    flags = ("--pds",) if cap == PDS_CAP else ()
     contenders = [
-        bench.toile_cmd("toile", source, *flags),
-        bench.naive_cmd(source, *flags),
+        bench.toile_cmd("toile", source, *flags, cap=cap),
+        bench.floor_cmd(source),
         bench.cat_cmd(source),
-        bench.cat_fsync_cmd(source),
     ]
-    if number != 3:
-        contenders.append(bench.floor_cmd(source))
-    bench.alternate(contenders, bench.repeat)
-    result = CaseResult(number, title, contenders, [], baseline="raw cat")
-    limit = {1: 1.5, 2: 2.0, 3: 2.5}[number]
-    result.targets = [
-        Target(
-            f"case {number}: toile / raw cat", _ratio(result, "toile", "raw cat"), limit, unit="x"
-        ),
-        Target(f"case {number}: toile peak RSS", contenders[0].max_rss() / MIB, 200, unit=" MiB"),
-    ]
-    result.notes.append(
-        f"toile / raw cat + fsync: {_ratio(result, 'toile', 'raw cat + fsync'):.2f}x (bests). "
-        f"Naive peer measured before: {PREVIOUS_NAIVE[number]}; now "
-        f"{_ratio(result, 'naive peer', 'raw cat'):.2f}x raw, "
-        f"{contenders[1].max_rss() / MIB:.0f} MiB"
+    found, missing = bench.peers_for(source, cap)
+    prime_peers(bench, found, ome_stack(bench.inputs, TINY.frames, TINY, seed=1))
+    contenders += found
+    bench.alternate(contenders, max(bench.repeat, sizes.peer_rounds))
+    title = (
+        f"OME-TIFF stack {sizes.frames}x{sizes.height}x{sizes.width} uint16 "
+        f"({size_of(source) / 1e9:.2g} GB), shard cap {cap:,} bytes"
     )
-    if number != 3:
-        result.notes.append(
-            f"The floor (copy + SHA-256 + fsync, no encoding, see floor.py) is "
-            f"{_ratio(result, FLOOR_NAME, 'raw cat'):.2f}x raw cat; toile is "
-            f"{_ratio(result, 'toile', FLOOR_NAME):.2f}x the floor (bests)."
-        )
+    result = CaseResult(name, title, contenders, baseline="toile", second=FLOOR_A)
+    result.notes += missing
     return result
 
 
+@case("ome", "OME-TIFF stack 3,600 x 512 x 512: toile against floor (a) and every peer")
+def case_ome(bench: Bench) -> CaseResult:
+    result = _peer_case(bench, "ome", CAP)
+    result.targets = [
+        _floor_target(result, "ome: toile / floor (a)", "toile", FLOOR_A, 1.15),
+    ]
+    return result
+
+
+@case("pds", "the same stack at the 38 MB cap (--pds): every peer's largest shard")
+def case_pds(bench: Bench) -> CaseResult:
+    result = _peer_case(bench, "pds", PDS_CAP)
+    result.notes.append("No target: the figures show each contender against the 38 MB cap.")
+    return result
+
+
+@case("prairie", "Prairie View series of 3,600 single-page files: toile against floor (a)")
+def case_prairie(bench: Bench) -> CaseResult:
+    sizes = bench.sizes
+    source = prairie_series(bench.inputs, sizes.frames, sizes, seed=1)
+    warm_up([source])
+    contenders = [bench.toile_cmd("toile", source), bench.floor_cmd(source), bench.cat_cmd(source)]
+    bench.alternate(contenders, bench.repeat)
+    title = (
+        f"Prairie View series of {sizes.frames} single-page {sizes.height}x{sizes.width} "
+        f"uint16 files ({size_of(source) / 1e9:.2g} GB)"
+    )
+    result = CaseResult("prairie", title, contenders, baseline=FLOOR_A)
+    result.targets = [_floor_target(result, "prairie: toile / floor (a)", "toile", FLOOR_A, 1.3)]
+    return result
+
+
+@case("uint8", "--uint8 on the OME-TIFF stack (two passes over the input): against floor (a)")
+def case_uint8(bench: Bench) -> CaseResult:
+    sizes = bench.sizes
+    source = ome_stack(bench.inputs, sizes.frames, sizes, seed=1)
+    warm_up([source])
+    contenders = [
+        bench.toile_cmd("toile --uint8", source, "--uint8"),
+        bench.floor_cmd(source),
+        bench.cat_cmd(source),
+    ]
+    bench.alternate(contenders, bench.repeat)
+    title = f"OME-TIFF stack {sizes.frames}x{sizes.height}x{sizes.width} uint16, --uint8"
+    result = CaseResult("uint8", title, contenders, baseline=FLOOR_A)
+    result.targets = [
+        _floor_target(result, "uint8: toile --uint8 / floor (a)", "toile --uint8", FLOOR_A, 1.35)
+    ]
+    result.notes.append(
+        "The hand-written peer is left out here: its whole-stack float mapping of 3,600 "
+        "frames needs about 16 GB (4.0 GiB for 900 frames in earlier runs)."
+    )
+    return result
+
+
+@case("compressed", "--compressed on the OME-TIFF stack: against floor (b) and MDS zstd")
+def case_compressed(bench: Bench) -> CaseResult:
+    sizes = bench.sizes
+    source = ome_stack(bench.inputs, sizes.frames, sizes, seed=1)
+    warm_up([source])
+    threads = os.cpu_count() or 1  # toile's --workers default: its deflate threads
+    contenders = [
+        bench.toile_cmd("toile --compressed", source, "--compressed"),
+        bench.floor_cmd(source, threads),
+        bench.cat_cmd(source),
+    ]
+    mds = bench.peer(
+        "streaming", "streaming.MDSWriter zstd", "peer_mds.py", source, CAP, "--compression", "zstd"
+    )
+    if mds is not None:
+        prime_peers(bench, [mds], ome_stack(bench.inputs, TINY.frames, TINY, seed=1))
+        contenders.append(mds)
+    bench.alternate(contenders, max(bench.repeat, sizes.peer_rounds if mds else 1))
+    title = (
+        f"OME-TIFF stack {sizes.frames}x{sizes.height}x{sizes.width} uint16, --compressed "
+        f"(floor (b) deflates on {threads} threads, toile's default --workers)"
+    )
+    result = CaseResult("compressed", title, contenders, baseline="toile --compressed")
+    result.second = FLOOR_B
+    if mds is None and bench.with_peers:
+        reason = bench.envs["streaming"].reason
+        result.notes.append(f"streaming.MDSWriter zstd: skipped, {reason}")
+    result.targets = [
+        _floor_target(
+            result, "compressed: toile --compressed / floor (b)", "toile --compressed", FLOOR_B, 1.2
+        )
+    ]
+    return result
+
+
+@case("workers", "multi-shard exports with the parallel executors: 2 workers against 1")
 def case_workers(bench: Bench) -> CaseResult:
-    """Case 4: several recordings, one worker against two."""
+    if not bench.toile_option("--executor"):
+        raise Skip("`toile export frames --help` has no --executor yet")
     sizes = bench.sizes
     source = batch_of_stacks(bench.inputs, sizes)
     warm_up([source])
-    # The issue's case is the default encoding; toile uses worker processes only where the
-    # encoding costs CPU, so the same comparison is also made with --uint8 and --compressed.
-    variants = {"": (), " --uint8": ("--uint8",), " --compressed": ("--compressed",)}
+    executors = [e for e in bench.toile_choices("--executor") if e in ("processes", "dask")]
+    if not executors:
+        raise Skip("--executor offers neither processes nor dask")
+    cap = ("--shard-size", str(sizes.batch_cap))
     contenders = [
-        bench.toile_cmd(f"toile{name} --workers {workers}", source, *flags, "--workers", workers)
-        for name, flags in variants.items()
-        for workers in ("1", "2")
+        bench.toile_cmd(
+            f"toile{enc} --executor {ex} --workers {w}",
+            source,
+            *flags,
+            *cap,
+            "--executor",
+            ex,
+            "--workers",
+            w,
+        )
+        for ex in executors
+        for enc, flags in (("", ()), (" --compressed", ("--compressed",)))
+        for w in ("1", "2")
     ]
-    contenders.append(bench.cat_cmd(source))
-    contenders.append(bench.floor_cmd(source))
     bench.alternate(contenders, bench.repeat)
     title = (
         f"{sizes.batch_recordings} OME-TIFF recordings of {sizes.batch_frames}x"
-        f"{sizes.height}x{sizes.width} uint16"
+        f"{sizes.height}x{sizes.width} uint16, shards of {sizes.batch_cap:,} bytes"
     )
-    result = CaseResult(4, title, contenders, [], baseline="raw cat")
-    result.targets = [
-        Target(
-            f"case 4{name}: speed-up of --workers 2 over 1",
-            _ratio(result, f"toile{name} --workers 1", f"toile{name} --workers 2"),
-            1.6,
-            at_least=True,
-            unit="x",
-        )
-        for name in variants
-    ]
-    # With the default encoding one process already runs at the floor's pace or near it;
-    # no number of workers can beat the floor (one shard's SHA-256 is sequential).
-    result.notes.append(
-        "Largest speed-up any number of workers could give the default encoding "
-        f"(toile --workers 1 / floor, bests): "
-        f"{_ratio(result, 'toile --workers 1', FLOOR_NAME):.2f}x."
-    )
-    # Workers add no CPU capacity beyond the machine's cores: a run needs at least its CPU
-    # time divided by the cores, whatever the schedule.
-    by_name = {c.name: c for c in contenders}
+    result = CaseResult("workers", title, contenders)
+    by = result.by_name()
     cores = os.cpu_count() or 1
-    for name in variants:
-        one, two = by_name[f"toile{name} --workers 1"], by_name[f"toile{name} --workers 2"]
-        least = min(one.cpu(), two.cpu()) / cores
-        result.notes.append(
-            f"toile{name}: --workers 1 uses {one.cpu():.2f} CPU s (median), {one.best():.2f} s "
-            f"wall (best); --workers 2 uses {two.cpu():.2f} CPU s; on {cores} cores no schedule of that "
-            f"work takes less than {least:.2f} s, a speed-up of at most "
-            f"{one.best() / least:.2f}x."
-        )
+    for ex in executors:
+        for enc in ("", " --compressed"):
+            one = by[f"toile{enc} --executor {ex} --workers 1"]
+            two = by[f"toile{enc} --executor {ex} --workers 2"]
+            if not one.runs or not two.runs:
+                continue
+            speedup = one.best() / two.best()
+            bound = one.best() / (min(one.cpu(), two.cpu()) / cores)
+            result.notes.append(
+                f"toile{enc} --executor {ex}: 2 workers {speedup:.2f}x faster than 1; CPU "
+                f"bound on any speed-up on {cores} cores: {bound:.2f}x (1-worker wall over "
+                f"its CPU seconds / cores)."
+            )
+            result.targets.append(
+                Target(
+                    f"workers{enc} {ex}: speed-up of 2 workers (reported)", speedup, 1.0, True, "x"
+                )
+            )
     return result
 
 
+@case("memory", "peak RSS, 3,600 against 36,000 frames of 16 x 16 (OME-TIFF and ImageJ)")
 def case_memory(bench: Bench) -> CaseResult:
-    """Case 5: does peak memory grow with the number of frames?"""
-    sizes = bench.sizes
-    short = ome_stack(bench.inputs, sizes.frames, sizes, seed=1)
-    long = ome_stack(bench.inputs, sizes.long_frames, sizes, seed=1)
-    warm_up([short, long])
-    contenders = [
-        bench.toile_cmd(f"toile {sizes.frames} frames", short),
-        bench.toile_cmd(f"toile {sizes.long_frames} frames", long),
-    ]
-    bench.alternate(contenders, bench.repeat)
-    title = (
-        f"peak RSS, OME-TIFF stack of {sizes.frames} against {sizes.long_frames} frames "
-        f"({sizes.height}x{sizes.width} uint16)"
-    )
-    result = CaseResult(5, title, contenders, [], baseline=contenders[0].name)
-    growth = contenders[1].max_rss() / contenders[0].max_rss()
-    result.targets = [Target("case 5: peak RSS long / short", growth, 1.15, unit="x")]
-    return result
-
-
-def case_small_frames(bench: Bench) -> CaseResult:
-    """Case 7 (beyond the issue): peak memory of long recordings of small frames.
-
-    With small frames, what toile keeps per frame (plane tables, page locations) shows
-    before the pixel buffers do; 10x the frames should not mean much more memory.
-    """
     sizes = bench.sizes
     small = Sizes(height=sizes.small_side, width=sizes.small_side)
     short_n, long_n = sizes.small_frames
@@ -608,49 +969,116 @@ def case_small_frames(bench: Bench) -> CaseResult:
     bench.alternate(contenders, min(bench.repeat, 3))
     title = (
         f"peak RSS, {short_n} against {long_n} frames of {sizes.small_side}x"
-        f"{sizes.small_side} uint16 (beyond the issue: no target)"
+        f"{sizes.small_side} uint16"
     )
-    result = CaseResult(7, title, contenders, [], baseline=contenders[0].name)
-    by_name = {c.name: c for c in contenders}
+    result = CaseResult("memory", title, contenders, baseline=contenders[0].name)
+    by = result.by_name()
     for kind in ("OME-TIFF", "ImageJ"):
-        short = by_name[f"toile {kind} {short_n} frames"]
-        long = by_name[f"toile {kind} {long_n} frames"]
+        short, long = by[f"toile {kind} {short_n} frames"], by[f"toile {kind} {long_n} frames"]
+        growth = long.max_rss() / short.max_rss()
         result.notes.append(
             f"{kind}: {long.max_rss() / MIB:.0f} MiB for {long_n} frames against "
-            f"{short.max_rss() / MIB:.0f} MiB for {short_n} "
-            f"({long.max_rss() / short.max_rss():.2f}x)."
+            f"{short.max_rss() / MIB:.0f} MiB for {short_n} ({growth:.2f}x)."
+        )
+        result.targets.append(
+            Target(f"memory: {kind} peak RSS {long_n} / {short_n} frames", growth, 1.2, unit="x")
         )
     return result
 
 
-def case_startup(bench: Bench) -> CaseResult:
-    """Case 6: start-up time of ``toile --help``."""
+_READ = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import read_case
+print(json.dumps(read_case.run(sys.argv[2]), default=str))
+"""
+
+
+@case("read", "start-up of open/info/atdata export and read throughput (read_case.py)")
+def case_read(bench: Bench) -> CaseResult:
+    """read_case.run() in the interpreter of the toile under test; its targets, judged."""
+    if not (HERE / "read_case.py").exists():
+        raise Skip("benchmarks/read_case.py is not there yet")
+    workdir = bench.out / "read"
+    bench.out.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        [bench.python, "-c", _READ, str(HERE), str(workdir)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=contender_env(),
+    )
+    remove(workdir)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise Skip(f"read_case.py fails with this toile: {last[:200]}")
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    result = CaseResult("read", "start-up and read throughput (benchmarks/read_case.py)")
+    for name, limit in figures.get("targets", {}).items():
+        ratio = name.endswith("_ratio")
+        result.targets.append(
+            Target(
+                f"read: {name}", figures[name], limit, at_least=ratio, unit="" if ratio else " s"
+            )
+        )
+    result.notes += [
+        f"{name}: {value}"
+        for name, value in figures.items()
+        if name not in ("targets", "verdicts", "passed") and name not in figures.get("targets", {})
+    ]
+    return result
+
+
+@case("help", "start-up: toile --help")
+def case_help(bench: Bench) -> CaseResult:
     contenders = [
         Contender("toile --help", [bench.toile, "--help"]),
         Contender("python -c pass", [bench.python, "-c", "pass"]),
     ]
     bench.alternate(contenders, bench.sizes.help_runs, sample=False)
-    result = CaseResult(6, "start-up: toile --help", contenders, [], baseline="python -c pass")
-    result.targets = [Target("case 6: toile --help", contenders[0].median(), 0.3, unit=" s")]
+    result = CaseResult("help", "start-up: toile --help", contenders, baseline="python -c pass")
+    result.targets = [
+        Target("help: toile --help (median)", contenders[0].median(), 0.15, unit=" s")
+    ]
     return result
 
 
-CASES: dict[int, Callable[[Bench], CaseResult]] = {
-    1: lambda b: case_single(b, 1),
-    2: lambda b: case_single(b, 2),
-    3: lambda b: case_single(b, 3),
-    4: case_workers,
-    5: case_memory,
-    6: case_startup,
-    7: case_small_frames,
-}
+# --------------------------------------------------------------------------------------
+# Profiles of failed targets
+
+
+def profile_toile(bench: Bench, contender: Contender) -> list[str]:
+    """CPU seconds per stage of one toile run (py-spy, every thread), as Markdown lines."""
+    import profile_stages
+
+    spy = bench.env("py-spy") if bench.with_peers else None
+    if spy is None or spy.python is None:
+        return [
+            "(no profile: py-spy's environment is not available"
+            + (f": {spy.reason})" if spy is not None else ", run without --no-peers)")
+        ]
+    if contender.output is not None:
+        remove(contender.output)
+    raw = bench.out / "profile.txt"
+    bench.out.mkdir(parents=True, exist_ok=True)
+    py_spy = spy.python.parent / "py-spy"
+    argv = [str(py_spy), "record", "--format", "raw", "--rate", "250", "--threads", "--nonblocking"]
+    argv += ["--output", str(raw), "--", *contender.argv]
+    try:
+        measure(argv, sample=False)
+    except ContenderFailed as error:
+        return [f"(no profile: py-spy failed: {str(error)[-300:]})"]
+    finally:
+        if contender.output is not None:
+            remove(contender.output)
+    return profile_stages.summary(raw.read_text(), rate=250)
 
 
 # --------------------------------------------------------------------------------------
 # Report
 
 
-def machine() -> list[str]:
+def machine(toile: str, commit: str) -> list[str]:
     cpu = "unknown CPU"
     with open("/proc/cpuinfo") as handle:
         for line in handle:
@@ -664,101 +1092,179 @@ def machine() -> list[str]:
                 ram = int(line.split()[1]) * 1024
     import webdataset
 
-    commit = subprocess.run(
-        ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
+    toile_version = subprocess.run(
+        [toile, "--version"], capture_output=True, text=True
+    ).stdout.strip().split()[-1:] or ["?"]
+    toile_version = toile_version[0]
     return [
         f"- CPU: {cpu}, {os.cpu_count()} cores; RAM: {ram / 2**30:.1f} GiB",
         f"- OS: {platform.system()} {platform.release()}",
         f"- Python {platform.python_version()}, numpy {np.__version__}, "
         f"tifffile {tifffile.__version__}, webdataset {getattr(webdataset, '__version__', '?')}",
-        f"- toile {toile_version} (git {commit or 'unknown'})",
-        f"- load average at the start: {LOAD_AT_START}",
+        f"- toile {toile_version} (git {commit})",
     ]
+
+
+def git_commit() -> str:
+    done = subprocess.run(
+        ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True
+    )
+    return done.stdout.strip() or "unknown"
 
 
 def _mib(value: int) -> str:
     return f"{value / MIB:.0f}"
 
 
+def _cap_cell(c: Contender) -> str:
+    if c.cap is None or not c.runs:
+        return "-"
+    largest = max(r.largest for r in c.runs)
+    over = "over" if largest > c.cap else "within"
+    return f"{largest / 1e6:,.1f} MB ({largest / c.cap:.3f}x, {over})"
+
+
 def case_table(result: CaseResult) -> list[str]:
-    base_name = result.baseline or "-"
-    lines = [
-        f"### Case {result.number}: {result.title}",
-        "",
-        f"| contender | runs | median s | min-max s | x {base_name} (medians) "
-        f"| x {base_name} (bests) | CPU s | peak RSS MiB (one process) "
-        "| peak RSS MiB (tree, sampled) | output MB |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    base = next((c for c in result.contenders if c.name == result.baseline), None)
+    lines = [f"### {result.name}: {result.title}", ""]
+    if result.skipped:
+        return [*lines, f"Skipped: {result.skipped}", ""]
+    base = result.baseline
+    second = result.second
+    head = "| contender | runs | median s | best s |"
+    rule = "| --- | ---: | ---: | ---: |"
+    if base:
+        head += f" x {base} (bests) |"
+        rule += " ---: |"
+    if second:
+        head += f" x {second} (bests) |"
+        rule += " ---: |"
+    head += (
+        " CPU s | peak RSS MiB (tree) | peak RSS MiB (one process) | output MB | files "
+        "| largest file (x cap) | identical across runs |"
+    )
+    rule += " ---: | ---: | ---: | ---: | ---: | --- | --- |"
+    lines += [head, rule]
     for c in result.contenders:
-        walls = [r.wall for r in c.runs]
-        ratio = f"{c.median() / base.median():.2f}" if base else "-"
-        best = f"{c.best() / base.best():.2f}" if base else "-"
-        lines.append(
-            f"| {c.name} | {len(c.runs)} | {c.median():.3f} | {min(walls):.3f}-{max(walls):.3f} "
-            f"| {ratio} | {best} | {c.cpu():.2f} | {_mib(c.max_rss())} | {_mib(c.tree_rss())} "
-            f"| {c.runs[0].output_bytes / 1e6:.0f} |"
+        if not c.runs:
+            lines.append(f"| {c.name} | failed: {c.failed[:200].replace('|', '/')} |")
+            continue
+        row = f"| {c.name} | {len(c.runs)} | {c.median():.2f} | {c.best():.2f} |"
+        for ref in (base, second):
+            if ref:
+                ratio = result.ratio(c.name, ref)
+                row += f" {ratio:.2f} |" if ratio is not None else " - |"
+        files = c.runs[0].files if c.output is not None else "-"
+        row += (
+            f" {c.cpu():.2f} | {_mib(c.tree_rss())} | {_mib(c.max_rss())} "
+            f"| {c.runs[0].output_bytes / 1e6:,.0f} | {files} | {_cap_cell(c)} "
+            f"| {c.identical() if c.check_identical else '-'} |"
         )
+        lines.append(row)
     lines.append("")
-    lines.extend(f"{note}" for note in result.notes)
+    lines.extend(f"{note}  " for note in result.notes)
     if result.notes:
         lines.append("")
+    if result.profile:
+        lines += ["Where the time goes (one profiled run):", "", *result.profile, ""]
     return lines
 
 
-def report(results: list[CaseResult], command: str, seconds: float) -> str:
+def report(
+    results: list[CaseResult], command: str, seconds: float, bench: Bench, load: tuple[str, str]
+) -> str:
     lines = [
         "# toile benchmark results",
         "",
-        f"Date: {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}  ",
+        f"Date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC  ",
         f"Command: `{command}`  ",
         f"Total time: {seconds:.0f} s",
         "",
-        *machine(),
+        *machine(bench.toile, bench.commit),
+        f"- load average at the start: {load[0]}; at the end: {load[1]}",
         "",
+    ]
+    if bench.envs:
+        lines += ["Peer environments (each its own, outside toile's lock; see peers.py):", ""]
+        lines += [f"- {env.describe()}" for env in bench.envs.values()]
+        lines.append("")
+    lines += [
         "## Targets",
         "",
         "| target | measured | goal | verdict |",
         "| --- | ---: | ---: | --- |",
     ]
     for result in results:
+        if result.skipped:
+            lines.append(f"| {result.name} | - | - | SKIP ({result.skipped}) |")
         lines.extend(t.row() for t in result.targets)
     lines += ["", "## Cases", ""]
     for result in results:
         lines.extend(case_table(result))
-    lines += [
-        "## Raw runs (wall seconds, in the order they ran)",
-        "",
-    ]
+    lines += ["## Raw runs (wall seconds, in the order they ran)", ""]
     for result in results:
         for c in result.contenders:
             walls = ", ".join(f"{r.wall:.3f}" for r in c.runs)
-            lines.append(f"- case {result.number}, {c.name}: {walls}")
+            lines.append(f"- {result.name}, {c.name}: {walls}")
     lines.append("")
     return "\n".join(lines)
 
 
-def parse_cases(text: str) -> list[int]:
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def parse_cases(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [n for n in names if n not in CASES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"cases are {', '.join(CASES)}; got {text!r}")
+    return [n for n in CASES if n in names]
+
+
+def run_case(bench: Bench, name: str, profile: bool) -> CaseResult:
+    func, about = CASES[name]
+    load = _load()
+    log.info("case %s: %s (load average %s)", name, about, load)
     try:
-        cases = sorted({int(part) for part in text.split(",") if part.strip()})
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected case numbers such as 1,3, got {text!r}"
-        ) from None
-    unknown = [c for c in cases if c not in CASES]
-    if unknown or not cases:
-        raise argparse.ArgumentTypeError(f"cases are 1-{max(CASES)}, got {text!r}")
-    return cases
+        result = func(bench)
+    except Skip as why:
+        log.info("  skipped: %s", why)
+        return CaseResult(name, about, skipped=str(why))
+    result.notes.append(f"Load average when the case started: {load}.")
+    failed = [t for t in result.targets if t.verdict() == "FAIL"]
+    toile = next((c for c in result.contenders if c.name.startswith("toile") and c.runs), None)
+    if profile and failed and toile is not None and name not in ("memory", "help"):
+        log.info("  profiling %s", toile.name)
+        result.profile = profile_toile(bench, toile)
+    return result
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Benchmark toile export frames.")
-    parser.add_argument("--quick", action="store_true", help="Small frames: a smoke test.")
-    parser.add_argument("--cases", type=parse_cases, default=sorted(CASES), help="e.g. 1,3")
-    parser.add_argument("--repeat", type=int, default=3, help="Timed runs per contender.")
+    parser.add_argument("--quick", action="store_true", help="Small frames, no peers.")
+    parser.add_argument(
+        "--cases", type=parse_cases, default=list(CASES), help=f"of {','.join(CASES)}"
+    )
+    parser.add_argument("--repeat", type=int, default=3, help="Timed runs of toile and floors.")
+    parser.add_argument(
+        "--peers",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="Run the peers (default: yes, but not with --quick).",
+    )
+    parser.add_argument(
+        "--profile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="Profile toile where a target fails (default: with peers).",
+    )
     parser.add_argument("--workdir", type=Path, default=HERE / "work", help="Inputs and outputs.")
+    parser.add_argument(
+        "--toile",
+        metavar="REV",
+        help="Measure the toile of this commit (checked out and installed under WORKDIR) "
+        "instead of the working tree's.",
+    )
     parser.add_argument(
         "--results",
         type=Path,
@@ -778,28 +1284,31 @@ def main(argv: list[str] | None = None) -> None:
             "script's own RSS",
             GNU_TIME,
         )
+    with_peers = args.peers if args.peers is not None else not args.quick
+    profile = args.profile if args.profile is not None else with_peers
+    _make_subreaper()
     sizes = QUICK if args.quick else FULL
-    bench = Bench(args.workdir.resolve(), sizes, args.repeat)
+    workdir = args.workdir.resolve()
+    toile, commit = toile_checkout(args.toile, workdir) if args.toile else (None, "")
+    bench = Bench(workdir, sizes, args.repeat, with_peers, toile, commit)
+    GENERATOR[:] = [bench.python]
     results_path = args.results or (
         bench.workdir / "results-quick.md" if args.quick else HERE / "results.md"
     )
-    command = "uv run python benchmarks/run.py" + (
-        " " + " ".join(argv if argv is not None else sys.argv[1:])
-        if (argv if argv is not None else sys.argv[1:])
-        else ""
-    )
+    given = argv if argv is not None else sys.argv[1:]
+    command = "uv run python benchmarks/run.py" + (" " + " ".join(given) if given else "")
+    load_start = _load()
     started = time.perf_counter()
     results = []
     try:
         prime(bench)
-        for number in args.cases:
-            log.info("case %d", number)
-            results.append(CASES[number](bench))
+        for name in args.cases:
+            results.append(run_case(bench, name, profile))
     finally:
         remove(bench.out)
         if args.clean_inputs:
             remove(bench.inputs)
-    text = report(results, command, time.perf_counter() - started)
+    text = report(results, command, time.perf_counter() - started, bench, (load_start, _load()))
     results_path.parent.mkdir(parents=True, exist_ok=True)
     results_path.write_text(text, encoding="utf-8")
     print(text)
