@@ -146,6 +146,12 @@ def test_scanimage_split_acquisition_is_one_recording(tmp_path: Path) -> None:
     assert meta["time_increment"] == pytest.approx(4 / 30)  # the volume rate
     assert meta["frame_rate_hz"] == 30.0
     assert samples[4]["json"]["frame"]["t"] == pytest.approx(5 / 30, abs=1e-5)
+    (entry,) = json.loads((out / "out.manifest.json").read_text())["recordings"]
+    assert entry["source"] == str(paths[0]) and entry["format"] == "scanimage"
+    vendor = entry["vendor_metadata"]  # the SI header, once per recording
+    assert vendor["version"] == 4
+    assert vendor["FrameData"]["SI.hStackManager.actualNumSlices"] == 3
+    assert "vendor_metadata" not in samples[0]["json"]
 
 
 def test_scanimage_slow_stack_frames_per_slice(tmp_path: Path) -> None:
