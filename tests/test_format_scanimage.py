@@ -154,6 +154,27 @@ def test_scanimage_split_acquisition_is_one_recording(tmp_path: Path) -> None:
     assert "vendor_metadata" not in samples[0]["json"]
 
 
+def test_scanimage_2015_classic_descriptions(tmp_path: Path) -> None:
+    """ScanImage 2015: classic TIFFs, the ``scanimage.SI.`` header in every description."""
+    folder = tmp_path / "run"
+    frames = _frames(5, seed=11)
+    paths = write_scanimage(folder, frames, frames_per_file=3, classic=True, zoom=1.5)
+    with tifffile.TiffFile(paths[0]) as tif:
+        assert tif.is_scanimage and not tif.is_bigtiff
+    pages = _pages(paths, is_scanimage=False)
+    (source,) = discover([str(folder / "*.tif")], tmp_path)
+    assert source.files == tuple(paths)
+    with open_source(source) as rec:
+        assert (rec.n_frames, rec.frame_shape) == (5, (2, 12, 10))
+        for i in range(5):
+            np.testing.assert_array_equal(rec.read_frame(i), np.stack(pages[2 * i : 2 * i + 2]))
+        assert rec.metadata["zoom"] == 1.5 and rec.metadata["files"] == 2
+        assert rec.metadata["date_acquired"] == "2016-11-03T15:02:08.613"
+        assert rec.frame_metadata(4)["frame_number"] == 5
+        assert "version" not in rec.vendor_metadata
+        assert rec.vendor_metadata["FrameData"]["SI.hRoiManager.scanZoomFactor"] == 1.5
+
+
 def test_scanimage_slow_stack_frames_per_slice(tmp_path: Path) -> None:
     """ScanImage 2016b slow stack: 2 slices, 3 frames logged per slice, slice by slice."""
     path = tmp_path / "stack.tif"

@@ -477,6 +477,7 @@ def write_scanimage(
     z_step: float = 2.0,
     fov_um: float | None = 500.0,
     epoch: tuple[int, int, int, int, int, float] = (2016, 11, 3, 15, 2, 8.613),
+    classic: bool = False,
 ) -> list[Path]:
     """Write a ScanImage (2016b or later) recording: BigTIFF files with ScanImage's header.
 
@@ -497,6 +498,10 @@ def write_scanimage(
     volume as ScanImage logs them. ``frames_per_slice`` > 1 (a slow stack) repeats each
     slice, frames of one slice together. Frame timestamps are the nominal frame times
     plus a few microseconds of jitter, as a real clock gives.
+
+    ``classic`` writes ScanImage 2015's layout instead: classic TIFF files without the
+    header block, every ImageDescription holding the per-frame values followed by the
+    header with ScanImage 2015's ``scanimage.SI.`` prefix (no Software or Artist tag).
     """
     path = Path(path)
     split = frames_per_file is not None
@@ -582,17 +587,23 @@ def write_scanimage(
                         frames_per_file=frames_per_file,
                     )
                 )
-                handle = open(target, "wb")  # noqa: SIM115 - closed with the writer
-                writer = tifffile.TiffWriter(handle, bigtiff=True)
-                # ScanImage's block goes between the BigTIFF header and the first IFD;
-                # tifffile places each IFD where the file position is.
-                frame_data = header_text.encode() + b"\0"
-                roi_data = roi_text.encode() + b"\0"
-                handle.write(
-                    struct.pack("<IIII", SCANIMAGE_MAGIC, version, len(frame_data), len(roi_data))
-                    + frame_data
-                    + roi_data
+                classic_header = "".join(
+                    f"scanimage.{line}\n" for line in header_text.splitlines() if line
                 )
+                handle = open(target, "wb")  # noqa: SIM115 - closed with the writer
+                writer = tifffile.TiffWriter(handle, bigtiff=not classic)
+                if not classic:
+                    # ScanImage's block goes between the BigTIFF header and the first IFD;
+                    # tifffile places each IFD where the file position is.
+                    frame_data = header_text.encode() + b"\0"
+                    roi_data = roi_text.encode() + b"\0"
+                    handle.write(
+                        struct.pack(
+                            "<IIII", SCANIMAGE_MAGIC, version, len(frame_data), len(roi_data)
+                        )
+                        + frame_data
+                        + roi_data
+                    )
                 paths.append(target)
                 file_frames = 0
             frame_number += 1
@@ -625,9 +636,9 @@ def write_scanimage(
                     plane,
                     photometric="minisblack",
                     metadata=None,
-                    description=description,
-                    software=header_text,
-                    extratags=[(315, "s", 0, roi_text, True)],
+                    description=description + classic_header if classic else description,
+                    software=None if classic else header_text,
+                    extratags=[] if classic else [(315, "s", 0, roi_text, True)],
                 )
     finally:
         if writer is not None:
@@ -717,6 +728,66 @@ _MM_SUMMARY_HEADER = 2355492
 MM_METADATA_TAG = 51123
 
 
+def _mm_entry(tag: int, kind: int, count: int, value: int | bytes) -> bytes:
+    """One little-endian classic TIFF IFD entry; SHORT values are left-justified."""
+    if isinstance(value, bytes):
+        field = value.ljust(4, b"\0")
+    elif kind == 3 and count == 1:
+        field = struct.pack("<HH", value, 0)
+    else:
+        field = struct.pack("<I", value)
+    return struct.pack("<HHI", tag, kind, count) + field
+
+
+def _mm_page(offset: int, plane: np.ndarray, tags: dict, description: str | None) -> bytes:
+    """One image as Micro-Manager's MultipageTiffWriter writes it at ``offset``: the IFD
+    (13 entries, 14 with an ImageDescription), the pixels right after it, then the
+    resolution rationals, the image's JSON (tag 51123) and the description. The next-IFD
+    field is 0, patched when another image follows."""
+    plane = np.ascontiguousarray(plane, dtype=plane.dtype.newbyteorder("<"))
+    height, width = plane.shape
+    n_entries = 13 + (description is not None)
+    pixels_at = offset + 2 + 12 * n_entries + 4
+    values_at = pixels_at + plane.nbytes
+    resolution = struct.pack("<IIII", 1, 1, 1, 1)
+    md = json.dumps(tags).encode() + b"\0"
+    text = b"" if description is None else description.encode() + b"\0"
+    md_at = values_at + len(resolution)
+    text_at = md_at + len(md)
+    sample_format = {"u": 1, "i": 2, "f": 3}[plane.dtype.kind]
+    entries = [
+        _mm_entry(256, 4, 1, width),
+        _mm_entry(257, 4, 1, height),
+        _mm_entry(258, 3, 1, 8 * plane.dtype.itemsize),
+        _mm_entry(259, 3, 1, 1),
+        _mm_entry(262, 3, 1, 1),
+    ]
+    if description is not None:
+        entries.append(_mm_entry(270, 2, len(text), text_at))
+    entries += [
+        _mm_entry(273, 4, 1, pixels_at),
+        _mm_entry(277, 3, 1, 1),
+        _mm_entry(278, 3, 1, height),
+        _mm_entry(279, 4, 1, plane.nbytes),
+        _mm_entry(282, 5, 1, values_at),
+        _mm_entry(283, 5, 1, values_at + 8),
+        _mm_entry(296, 3, 1, 1),
+    ]
+    if sample_format != 1:
+        raise ValueError("Micro-Manager stacks hold unsigned 8- or 16-bit images")
+    entries.append(_mm_entry(MM_METADATA_TAG, 2, len(md), md_at))
+    data = (
+        struct.pack("<H", n_entries)
+        + b"".join(entries)
+        + b"\0\0\0\0"
+        + plane.tobytes()
+        + resolution
+        + md
+        + text
+    )
+    return data + b"\0" * (len(data) % 2)
+
+
 def write_mmstack_file(
     path: Path,
     planes: Sequence[np.ndarray],
@@ -726,55 +797,50 @@ def write_mmstack_file(
     description: str | None,
     comments: dict | None = None,
 ) -> Path:
-    """Write one Micro-Manager 1.4 MMStack file (``*_MMStack_*.ome.tif``), as
-    ``MultipageTiffWriter`` lays it out: a classic TIFF whose header is followed by the
-    index map offset, display settings offset, comments offset and summary headers and the
-    summary JSON, then the index map (``channel, slice, frame, position, IFD offset`` per
-    image); each page holds one image and its own JSON in tag 51123; the display settings
-    and comments come last. ``description`` (OME-XML, or None) goes in the first page.
-    ``image_tags[i]`` is image ``i``'s JSON, with ``ChannelIndex``, ``SliceIndex``,
-    ``FrameIndex`` and ``PositionIndex``.
+    """Write one Micro-Manager 1.4 MMStack file (``*_MMStack_*.ome.tif``) byte by byte as
+    ``MultipageTiffWriter`` lays it out (tifffile's Micro-Manager reader relies on it: each
+    image's pixels start 162 bytes after its IFD): a little-endian classic TIFF whose header
+    is followed by the index map offset, display settings offset, comments offset and
+    summary headers and the summary JSON, then the index map (``channel, slice, frame,
+    position, IFD offset`` per image), then the images, each with its own JSON in tag
+    51123, and last the display settings and comments. ``description`` (OME-XML, or None)
+    goes in the first image. ``image_tags[i]`` is image ``i``'s JSON, with
+    ``ChannelIndex``, ``SliceIndex``, ``FrameIndex`` and ``PositionIndex``.
     """
     path = Path(path)
     summary_bytes = json.dumps(summary).encode()
     count = len(planes)
-    index_space = 8 + 20 * count
-    with open(path, "wb") as handle:
-        writer = tifffile.TiffWriter(handle, bigtiff=False, byteorder="<")
-        start = handle.tell()  # 8: after the TIFF header
-        handle.write(
-            struct.pack(
-                "<IIIIIIII",
-                _MM_INDEX_MAP_OFFSET_HEADER,
-                start + 32 + len(summary_bytes),
-                _MM_DISPLAY_OFFSET_HEADER,
-                0,
-                _MM_COMMENTS_OFFSET_HEADER,
-                0,
-                _MM_SUMMARY_HEADER,
-                len(summary_bytes),
-            )
-        )
-        handle.write(summary_bytes)
-        handle.write(struct.pack("<II", _MM_INDEX_MAP_HEADER, count) + b"\0" * (index_space - 8))
-        for i, (plane, tags) in enumerate(zip(planes, image_tags, strict=True)):
-            writer.write(
-                plane,
-                photometric="minisblack",
-                metadata=None,
-                description=description.encode() if i == 0 and description else None,
-                resolution=(1.0, 1.0),
-                extratags=[(MM_METADATA_TAG, "s", 0, json.dumps(tags), True)],
-            )
-        writer.close()
-    with tifffile.TiffFile(path) as tif:
-        offsets = [page.offset for page in tif.pages]
+    index_at = 40 + len(summary_bytes)
+    first_ifd = index_at + 8 + 20 * count
+    first_ifd += first_ifd % 2
     display = json.dumps(
         [{"Color": -1, "Gamma": 1.0, "Min": 0, "Max": 65535} for _ in summary.get("ChNames", [0])]
     ).encode()
     comment_bytes = json.dumps(comments or {"Summary": ""}).encode()
-    with open(path, "r+b") as handle:
-        handle.seek(start + 32 + len(summary_bytes) + 8)
+    offsets: list[int] = []
+    with open(path, "wb") as handle:
+        handle.write(b"II" + struct.pack("<HI", 42, first_ifd))
+        handle.write(struct.pack("<II", _MM_INDEX_MAP_OFFSET_HEADER, index_at))
+        handle.write(b"\0" * 16)  # display settings and comments offsets, written last
+        handle.write(struct.pack("<II", _MM_SUMMARY_HEADER, len(summary_bytes)) + summary_bytes)
+        handle.write(b"\0" * (first_ifd - handle.tell()))
+        next_field = 0  # where the previous IFD keeps the offset of the next one
+        for i, (plane, tags) in enumerate(zip(planes, image_tags, strict=True)):
+            offset = handle.tell()
+            if offsets:
+                handle.seek(next_field)
+                handle.write(struct.pack("<I", offset))
+                handle.seek(offset)
+            page = _mm_page(offset, np.asarray(plane), tags, description if i == 0 else None)
+            next_field = offset + 2 + 12 * struct.unpack_from("<H", page)[0]
+            handle.write(page)
+            offsets.append(offset)
+        display_at = handle.tell()
+        handle.write(struct.pack("<II", _MM_DISPLAY_HEADER, len(display)) + display)
+        comments_at = handle.tell()
+        handle.write(struct.pack("<II", _MM_COMMENTS_HEADER, len(comment_bytes)) + comment_bytes)
+        handle.seek(index_at)
+        handle.write(struct.pack("<II", _MM_INDEX_MAP_HEADER, count))
         for tags, offset in zip(image_tags, offsets, strict=True):
             handle.write(
                 struct.pack(
@@ -786,14 +852,16 @@ def write_mmstack_file(
                     offset,
                 )
             )
-        end = handle.seek(0, 2)
-        handle.write(struct.pack("<II", _MM_DISPLAY_HEADER, len(display)) + display)
-        comments_at = handle.tell()
-        handle.write(struct.pack("<II", _MM_COMMENTS_HEADER, len(comment_bytes)) + comment_bytes)
-        handle.seek(start + 12)
-        handle.write(struct.pack("<I", end))
-        handle.seek(start + 20)
-        handle.write(struct.pack("<I", comments_at))
+        handle.seek(16)
+        handle.write(
+            struct.pack(
+                "<IIII",
+                _MM_DISPLAY_OFFSET_HEADER,
+                display_at,
+                _MM_COMMENTS_OFFSET_HEADER,
+                comments_at,
+            )
+        )
     return path
 
 
