@@ -226,6 +226,18 @@ def _frame_values(description: str | None) -> dict:
     return values if isinstance(values, dict) else {}
 
 
+def _varying(description: str | None) -> str | None:
+    """The per-frame part of a description: ScanImage 2015 follows it with the whole
+    header, which need not be parsed again for every frame."""
+    if description is None:
+        return None
+    for marker in ("\nscanimage.SI.", "\nSI."):
+        at = description.find(marker)
+        if at >= 0:
+            return description[: at + 1]
+    return description
+
+
 def _si_key(key: str) -> str:
     """ScanImage 2015's ``scanimage.SI.`` prefix spelled as 2016's ``SI.``."""
     return "SI." + key[len("scanimage.SI.") :] if key.startswith("scanimage.SI.") else key
@@ -480,7 +492,7 @@ class ScanImageRecording(PlaneGrid):
         return PlaneRef(path, page)
 
     def _plane_values(self, t: int, z: int, c: int) -> dict:
-        values = _frame_values(self._files.description(self._layout.page(t, z, 0)))
+        values = _frame_values(_varying(self._files.description(self._layout.page(t, z, 0))))
         out: dict = {}
         stamp = _number(values.get("frameTimestamps_sec"))
         if stamp is not None:
