@@ -113,7 +113,11 @@ class DaskExecutor(Executor):
                     n_workers=self.workers,
                     threads_per_worker=1,
                     processes=True,
+                    host="127.0.0.1",
+                    scheduler_port=0,
                     dashboard_address=None,
+                    # no dashboard; its HTTP routes on a free local port, not 8787
+                    scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
                     silence_logs=logging.ERROR,
                 )
                 self.client = distributed.Client(self.cluster)
