@@ -337,8 +337,9 @@ def export_test_frames_command(output: Path, **options: Any) -> None:
     default="ome-tiff",
     show_default=True,
     help="ome-tiff: one multi-page file; prairie-view: a T-Series directory, one file per "
-    "frame and channel; scanimage: a ScanImage BigTIFF file, or an acquisition split over "
-    "three files when OUTPUT is a directory; imagej: an ImageJ stack without OME-XML.",
+    "frame and channel, with its PVScan XML; thorimage: a ThorImageLS folder, one file per "
+    "plane, with Experiment.xml; scanimage: a ScanImage BigTIFF file, or an acquisition split "
+    "over three files when OUTPUT is a directory; imagej: an ImageJ stack without OME-XML.",
 )
 @_movie_options(frames=100)
 @click.option(
@@ -367,9 +368,8 @@ def export_test_recording_command(
         from toile.errors import ConfigError
         from toile.synthetic import MovieSpec, generate_frames, movie_metadata
 
-        if layout not in ("prairie-view", "scanimage") and not output.name.lower().endswith(
-            (".tif", ".tiff")
-        ):
+        directory_layouts = ("prairie-view", "thorimage", "scanimage")
+        if layout not in directory_layouts and not output.name.lower().endswith((".tif", ".tiff")):
             raise click.BadParameter(
                 f"{output}: a {layout} recording is a file whose name ends in .tif or .tiff",
                 param_hint="OUTPUT",
@@ -383,6 +383,10 @@ def export_test_recording_command(
         if layout == "prairie-view":
             return writers.write_prairie_series(
                 output, frames, n_channels=spec.channels, prefix=output.name
+            )
+        if layout == "thorimage":
+            return writers.write_thorimage(
+                output, frames, n_channels=spec.channels, name=output.name
             )
         if layout == "scanimage":
             split = not output.name.lower().endswith((".tif", ".tiff"))

@@ -207,6 +207,185 @@ def prairie_file_name(prefix: str, channel: int, index: int, cycle: int = 1) -> 
     return f"{prefix}_Cycle{cycle:05d}_Ch{channel}_{index:06d}.ome.tif"
 
 
+def prairie_v4_file_name(prefix: str, channel: int, index: int, cycle: int = 1) -> str:
+    """Prairie View 4.x's name for the file of one frame of one channel (both 1-based)."""
+    return f"{prefix}_Cycle{cycle:03d}_CurrentSettings_Ch{channel}_{index:06d}.tif"
+
+
+#: The acquisition state :func:`write_prairie_series` records, as Prairie View 5.4 does
+#: (the values of a real T-Series; ``framePeriod``, sizes and positions are the series').
+PRAIRIE_STATE = {
+    "activeMode": "Galvo",
+    "bitDepth": "13",
+    "dwellTime": "12",
+    "objectiveLens": "40X LUMPlanFL/IR",
+    "objectiveLensMag": "40",
+    "objectiveLensNA": "0.8",
+    "opticalZoom": "1",
+}
+PRAIRIE_LASERS = (("Mira", "0"), ("Insight X3", "300"), ("1040nm", "0"))
+PRAIRIE_PMT_GAINS = ("650", "825", "700", "600")
+
+
+def _pv_value(key: str, value: object) -> str:
+    return f"    <PVStateValue key={quoteattr(key)} value={quoteattr(str(value))} />"
+
+
+def _pv_table(key: str, rows: list[str], indent: str = "    ") -> list[str]:
+    return [f"{indent}<PVStateValue key={quoteattr(key)}>", *rows, f"{indent}</PVStateValue>"]
+
+
+def _pv_position(x: float, y: float, z: float, indent: str = "    ") -> list[str]:
+    rows = []
+    for axis, value in (("XAxis", x), ("YAxis", y), ("ZAxis", z)):
+        rows += [
+            f'{indent}  <SubindexedValues index="{axis}">',
+            f'{indent}    <SubindexedValue subindex="0" value="{value!r}" />',
+            f"{indent}  </SubindexedValues>",
+        ]
+    return _pv_table("positionCurrent", rows, indent)
+
+
+def _pv_date(date: str | None) -> str:
+    """Prairie View's US-style date (``3/15/2024 10:00:00 AM``) of an ISO date."""
+    from datetime import datetime
+
+    when = datetime.fromisoformat(date) if date else datetime(2024, 3, 15, 10, 0, 0)
+    hour = when.hour % 12 or 12
+    ampm = "AM" if when.hour < 12 else "PM"
+    return f"{when.month}/{when.day}/{when.year} {hour}:{when:%M:%S} {ampm}"
+
+
+def write_pvscan_xml(
+    path: Path,
+    cycles: list[list[list[str]]],
+    *,
+    height: int,
+    width: int,
+    time_increment: float,
+    physical_size: float | None,
+    z_step: float | None,
+    position: tuple[float, float, float] | None,
+    date: str | None,
+    version: str = "5.4.64.500",
+) -> Path:
+    """Write a PVScan XML document: ``cycles[cycle][frame][channel]`` file names.
+
+    One cycle of several frames is a T-Series (``TSeries Timed Element``); several
+    cycles are the volumes of a T-Series of Z-stacks (``TSeries ZSeries Element``,
+    one frame per plane, each with its Z position). A ``version`` before 5.2 writes the
+    state as ``Key`` elements in every frame, as Prairie View 4.x did.
+    """
+    legacy = tuple(int(v) for v in version.split(".")[:2]) < (5, 2)
+    n_channels = len(cycles[0][0])
+    zseries = len(cycles) > 1
+    x0, y0, z0 = position if position is not None else (None, None, None)
+    state = dict(PRAIRIE_STATE)
+    state |= {
+        "framePeriod": repr(float(time_increment)),
+        "linesPerFrame": str(height),
+        "pixelsPerLine": str(width),
+    }
+    lines = [
+        '<?xml version="1.0" encoding="utf-8"?>',
+        f'<PVScan version="{version}" date="{_pv_date(date)}" notes="">',
+    ]
+    if not legacy:
+        lines += [
+            '  <SystemIDs SystemID="0000-0000-0000-0000">',
+            '    <SystemID SystemID="0" Description="toile test-recording" />',
+            "  </SystemIDs>",
+            "  <PVStateShard>",
+        ]
+        lines += [_pv_value(k, v) for k, v in sorted(state.items())]
+        lines += _pv_table(
+            "laserPower",
+            [
+                f'      <IndexedValue index="{i}" value="{v}" description={quoteattr(name)} />'
+                for i, (name, v) in enumerate(PRAIRIE_LASERS)
+            ],
+        )
+        if physical_size is not None:
+            lines += _pv_table(
+                "micronsPerPixel",
+                [
+                    f'      <IndexedValue index="XAxis" value="{physical_size!r}" />',
+                    f'      <IndexedValue index="YAxis" value="{physical_size!r}" />',
+                    f'      <IndexedValue index="ZAxis" value="{z_step or 1.0!r}" />',
+                ],
+            )
+        lines += _pv_table(
+            "pmtGain",
+            [
+                f'      <IndexedValue index="{c}" value="{PRAIRIE_PMT_GAINS[c % 4]}" '
+                f'description="Ch {c + 1} HV" />'
+                for c in range(max(n_channels, 2))
+            ],
+        )
+        if position is not None:
+            lines += _pv_position(x0, y0, z0)
+        lines.append("  </PVStateShard>")
+    t0 = 0.169
+    period = float(time_increment)
+    for cycle, frames in enumerate(cycles, start=1):
+        kind = "TSeries ZSeries Element" if zseries else "TSeries Timed Element"
+        start = t0 + (cycle - 1) * len(frames) * period
+        seconds = 10 * 3600 + start
+        clock = f"{int(seconds // 3600):02d}:{int(seconds % 3600 // 60):02d}:{seconds % 60:010.7f}"
+        lines.append(f'  <Sequence type="{kind}" cycle="{cycle}" time="{clock}">')
+        if not legacy:
+            lines.append("    <PVStateShard />")
+        for index, names in enumerate(frames, start=1):
+            relative = (index - 1) * period
+            absolute = start + relative
+            label = "label" if legacy else "parameterSet"
+            lines.append(
+                f'    <Frame relativeTime="{relative!r}" absoluteTime="{absolute!r}" '
+                f'index="{index}" {label}="CurrentSettings">'
+            )
+            for c, name in enumerate(names):
+                lines.append(
+                    f'      <File channel="{c + 1}" channelName="Ch{c + 1}" '
+                    f"filename={quoteattr(name)} />"
+                )
+            z = z0
+            if z0 is not None and zseries:
+                z = z0 + (index - 1) * (z_step or 0.0)
+            if legacy:
+                lines.append("      <PVStateShard>")
+                keys = dict(state)
+                if physical_size is not None:
+                    keys["micronsPerPixel_XAxis"] = repr(physical_size)
+                    keys["micronsPerPixel_YAxis"] = repr(physical_size)
+                for c in range(n_channels):
+                    keys[f"pmtGain_{c}"] = PRAIRIE_PMT_GAINS[c % 4]
+                for i, (_, v) in enumerate(PRAIRIE_LASERS):
+                    keys[f"laserPower_{i}"] = v
+                if position is not None:
+                    keys["positionCurrent_XAxis"] = repr(x0)
+                    keys["positionCurrent_YAxis"] = repr(y0)
+                    keys["positionCurrent_ZAxis"] = repr(z)
+                lines += [
+                    f'        <Key key={quoteattr(k)} permissions="Read, Write, Save" '
+                    f"value={quoteattr(v)} />"
+                    for k, v in keys.items()
+                ]
+                lines.append("      </PVStateShard>")
+            else:
+                lines.append('      <ExtraParameters lastGoodFrame="0" />')
+                lines.append("      <PVStateShard>")
+                lines.append("  " + _pv_value("framePeriod", repr(period)))
+                if zseries and position is not None:
+                    lines += _pv_position(x0, y0, z, indent="        ")
+                lines.append("      </PVStateShard>")
+            lines.append("    </Frame>")
+        lines.append("  </Sequence>")
+    lines.append("</PVScan>")
+    path = Path(path)
+    path.write_text("\ufeff" + "\n".join(lines), encoding="utf-8")
+    return path
+
+
 def write_prairie_series(
     directory: Path,
     frames: Iterable[np.ndarray],
@@ -218,29 +397,49 @@ def write_prairie_series(
     date: str | None = "2024-03-15T10:00:00",
     compression: str | None = None,
     position: tuple[float, float, float] | None = (0.0, 0.0, 0.0),
+    size_z: int = 1,
+    z_step: float = 2.0,
+    pvscan: bool = True,
+    version: str = "5.4.64.500",
 ) -> list[Path]:
-    """Write a Bruker Prairie View T-Series: one single-page OME-TIFF per frame and channel.
+    """Write a Bruker Prairie View T-Series: one single-page TIFF per frame and channel.
 
-    Files are ``{prefix}_Cycle00001_Ch{c}_{i:06d}.ome.tif``. The first file (Ch1,
-    frame 1) holds the OME-XML of the whole series, one TiffData per plane
-    naming its file and UUID; every other file holds a BinaryOnly OME-XML that
-    points at the first one. Returns the files, sorted by name (master first).
+    Files are ``{prefix}_Cycle00001_Ch{c}_{i:06d}.ome.tif``; with ``size_z`` > 1,
+    each volume is a cycle and ``i`` its plane (a T-Series of Z-stacks). The first
+    file (Ch1, frame 1) holds the OME-XML of the whole series, one TiffData per plane
+    naming its file and UUID; every other file holds a BinaryOnly OME-XML that points
+    at the first one. With ``pvscan``, ``{prefix}.xml`` (the PVScan document) and
+    ``{prefix}.env`` are written too. A ``version`` before 5.2 imitates Prairie View
+    4.x: plain TIFFs without OME-XML named ``{prefix}_Cycle001_CurrentSettings_Ch1_
+    000001.tif``, described by the PVScan XML alone. Returns the image files, sorted
+    by name (master first).
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    master_name = prairie_file_name(prefix, 1, 1)
+    legacy = tuple(int(v) for v in version.split(".")[:2]) < (5, 2)
+    file_name = prairie_v4_file_name if legacy else prairie_file_name
+    master_name = file_name(prefix, 1, 1)
     master_uuid = _new_uuid()
     tiff_data: list[str] = []
     paths: list[Path] = []
+    cycles: list[list[list[str]]] = []
     shape = dtype = None
     n_frames = 0
-    for index, frame in enumerate(_frames(frames, n_channels), start=1):
+    for number, frame in enumerate(_frames(frames, n_channels)):
         shape, dtype = frame.shape, frame.dtype
-        n_frames = index
+        n_frames = number + 1
+        t, z = divmod(number, size_z)
+        cycle, index = (t + 1, z + 1) if size_z > 1 else (1, t + 1)
+        if index == 1 and (size_z > 1 or not cycles):
+            cycles.append([])
+        names = []
         for c, plane in enumerate(frame):
-            name = prairie_file_name(prefix, c + 1, index)
+            name = file_name(prefix, c + 1, index, cycle)
+            names.append(name)
             file_uuid = master_uuid if name == master_name else _new_uuid()
-            if name == master_name:
+            if legacy:
+                description = None
+            elif name == master_name:
                 description = _PLACEHOLDER
             else:
                 description = (
@@ -259,26 +458,221 @@ def write_prairie_series(
             )
             paths.append(path)
             tiff_data.append(
-                f'<TiffData FirstC="{c}" FirstZ="0" FirstT="{index - 1}" IFD="0" PlaneCount="1">'
+                f'<TiffData FirstC="{c}" FirstZ="{z}" FirstT="{t}" IFD="0" PlaneCount="1">'
                 f"<UUID FileName={quoteattr(name)}>{file_uuid}</UUID></TiffData>"
             )
+        cycles[-1].append(names)
     if shape is None:
         raise ValueError(f"{directory}: no frames to write")
-    pixels = _pixels_xml(
-        shape=shape[1:],
-        dtype=dtype,
-        channels=[f"Ch{c + 1}" for c in range(n_channels)],
-        size_z=1,
-        size_t=n_frames,
-        time_increment=time_increment,
-        physical_size=physical_size,
-        physical_size_z=None,
-        tiff_data=tiff_data,
-        position=position,
-    )
-    document = _ome_document(master_uuid, f"{prefix}", date, pixels)
-    tifffile.tiffcomment(directory / master_name, comment=document.encode())
+    if n_frames % size_z:
+        raise ValueError(f"{n_frames} frames do not divide into size_z={size_z}")
+    if not legacy:
+        pixels = _pixels_xml(
+            shape=shape[1:],
+            dtype=dtype,
+            channels=[f"Ch{c + 1}" for c in range(n_channels)],
+            size_z=size_z,
+            size_t=n_frames // size_z,
+            time_increment=time_increment * size_z,
+            physical_size=physical_size,
+            physical_size_z=z_step if size_z > 1 else None,
+            tiff_data=tiff_data,
+            position=position,
+        )
+        document = _ome_document(master_uuid, f"{prefix}", date, pixels)
+        tifffile.tiffcomment(directory / master_name, comment=document.encode())
+    if pvscan or legacy:
+        write_pvscan_xml(
+            directory / f"{prefix}.xml",
+            cycles,
+            height=shape[1],
+            width=shape[2],
+            time_increment=time_increment,
+            physical_size=physical_size,
+            z_step=z_step if size_z > 1 else None,
+            position=position,
+            date=date,
+            version=version,
+        )
+        (directory / f"{prefix}.env").write_text(
+            '\ufeff<?xml version="1.0" encoding="utf-8"?>\n'
+            f'<Environment version="{version}" date="{_pv_date(date)}">\n</Environment>',
+            encoding="utf-8",
+        )
     return sorted(paths)
+
+
+#: ``Experiment.xml`` as ThorImageLS 3.2 writes it (the structure and fixed values of a
+#: real capture; the fields in braces are the recording's).
+_THOR_EXPERIMENT = """<?xml version="1.0"?>
+<ThorImageExperiment>
+  <Name name="{name}" />
+  <Date date="{date}" uTime="{utime}" />
+  <User name="user" />
+  <Computer name="USER-PC" />
+  <Software version="3.2.2018.4241" />
+  <Camera name="None" width="4096" height="4096" pixelSizeUM="6.45" binning="2" gain="0" lightmode="0" left="0" right="4096" top="0" bottom="4096" binningX="1" binningY="1" tdiWidth="0" tdiHeight="0" readoutSpeedIndex="0" bitsPerPixel="14" />
+  <Magnification mag="22.2222222222222" indexOfRefraction="1.3" name="20X OLY" />
+  <Wavelengths nyquistExWavelengthNM="488" nyquistEmWavelengthNM="488">
+{wavelengths}
+    <ChannelEnable Set="{channel_set}" />
+  </Wavelengths>
+  <ZStage name="ThorZPiezo" steps="{size_z}" stepSizeUM="{z_step}" startPos="0" zStreamFrames="1" zStreamMode="0" setupPositionMM="0.03" enable="1" />
+  <Timelapse timepoints="{size_t}" intervalSec="0" triggerMode="0" />
+  <Comments text="" />
+  <LSM name="ResonanceGalvo" scanMode="1" areaMode="0" channel="{channel_set}" fieldSize="21" pixelX="{width}" pixelY="{height}" offsetX="0" offsetY="0" averageMode="1" averageNum="10" clockSource="1" inputRange1="10" inputRange2="11" twoWayAlignment="4" extClockRate="80000000" inputRange3="10" inputRange4="10" flybackCycles="4" minimizeFlybackCycles="1" pixelSizeUM="{pixel_size}" horizontalFlip="0" verticalFlip="0" polarity1="0" polarity2="0" polarity3="0" polarity4="0" interleave="0" dwellTime="0.308199306062498" areaAngle="0" widthUM="{width_um}" heightUM="{height_um}" frameRate="60.087" fineOffsetX="0" fineOffsetY="0" fineScaleX="0" fineScaleY="0" chan1DigOffset="0" chan2DigOffset="0" chan3DigOffset="0" chan4DigOffset="0" pulseMultiplexing="0" pulseMultiplexingPhase="1" />
+  <PMT {pmt} offsetAVolts="-0.022" offsetBVolts="-0.022" offsetCVolts="0" offsetDVolts="0" />
+  <MCLS enable1="0" power1="0" enable2="0" power2="0" enable3="0" power3="0" enable4="0" power4="0" power1percent="0" power2percent="0" power3percent="0" power4percent="0" />
+  <PinholeWheel position="0" micrometers="25" adu="1.764" />
+  <Pockels type="0" pockelsBlankPercentage="0" maskEnable="0" maskInvert="0" maskPath="" pockelsMinV="0" pockelsMaxV="1" start="0" stop="0" path="" />
+  <Pockels type="0" pockelsBlankPercentage="0" pockelsMinV="0" pockelsMaxV="1" start="0" stop="0" path="" />
+  <Pockels type="0" pockelsBlankPercentage="0" pockelsMinV="0" pockelsMaxV="1" start="0" stop="0" path="" />
+  <Pockels type="0" pockelsBlankPercentage="0" pockelsMinV="0" pockelsMaxV="0" start="0" stop="0" path="" />
+  <Streaming enable="0" frames="12000" dmaFrames="64" rawData="0" triggerMode="1" storageMode="0" displayImage="1" zFastEnable="1" zFastMode="1" flybackFrames="3" flybackLines="4" flybackTimeAdjustMS="0" volumeTimeAdjustMS="0" stepTimeAdjustMS="0" previewIndex="1" stimulusTriggering="0" stimulusMaxFrames="0" useReferenceVoltageForFastZPockels="0" />
+  <PowerRegulator enable="1" type="0" start="1" stop="1" path="C:\\Users\\user\\Documents\\ThorImageLS 3.2\\Application Settings\\powerramps\\Exponential.txt" offset="118" />
+  <MultiPhotonLaser enable="1" pos="0" seqEnable="0" seqPos1="0" seqPos2="0" />
+  <CaptureMode mode="0" />
+  <LightPath GalvoGalvo="1" GalvoResonance="1" Camera="0" />
+  <Modality name="Multiphoton" primaryDetectorType="1" />
+  <ExperimentStatus value="Complete" />
+  <ExperimentNotes text="" />
+  <RawData onlyEnabledChannels="1" />
+</ThorImageExperiment>
+"""
+_THOR_OME = "http://www.openmicroscopy.org/Schemas/OME/2010-06"
+#: PMT gains of the channels ThorImageLS names A, B, C, D.
+THOR_PMT_GAINS = (20, 30, 40, 50)
+
+
+def thorimage_file_name(channel: int, z: int, t: int) -> str:
+    """ThorImageLS's name for the plane of channel ``channel`` (0 is A), z and t (1-based)."""
+    return f"Chan{chr(ord('A') + channel)}_0001_0001_{z:04d}_{t:04d}.tif"
+
+
+def _thor_ome(
+    shape: tuple[int, ...],
+    sizes: tuple[int, int, int],
+    scale: tuple[float, float],
+    plane: str,
+    tiff_data: str,
+    date: str,
+) -> str:
+    """The OME-XML (2010-06) ThorImageLS writes in each plane's file."""
+    size_c, size_z, size_t = sizes
+    return (
+        f'<?xml version="1.0"?><OME xmlns="{_THOR_OME}" '
+        'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
+        f'xsi:schemaLocation="{_THOR_OME} {_THOR_OME}/ome.xsd">'
+        f'<Image ID="Image:0" AcquiredDate="{date}"><Pixels DimensionOrder="XYCZT" '
+        f'ID="Pixels:0" PhysicalSizeX="{scale[0]!r}" PhysicalSizeY="{scale[0]!r}" '
+        f'PhysicalSizeZ="{scale[1]!r}" SizeC="{size_c}" SizeT="{size_t}" SizeX="{shape[1]}" '
+        f'SizeY="{shape[0]}" SizeZ="{size_z}" TimeIncrement="0" Type="uint16">'
+        '<Channel ID="Channel:0:0" SamplesPerPixel="1"><LightPath/></Channel>'
+        '<BinData BigEndian="false" Length = "0" '
+        'xmlns="http://www.openmicroscopy.org/Schemas/BinaryFile/2010-06"/>'
+        f"{plane}{tiff_data}</Pixels></Image>"
+        '<StructuredAnnotations xmlns="http://www.openmicroscopy.org/Schemas/SA/2010-06"/></OME>'
+    )
+
+
+def write_thorimage(
+    directory: Path,
+    frames: Iterable[np.ndarray],
+    *,
+    n_channels: int = 1,
+    size_z: int = 1,
+    time_increment: float = 0.5,
+    physical_size: float = 0.593,
+    z_step: float = 15.0,
+    date: str = "2019-11-21T11:15:18",
+    name: str = "Untitled_001",
+    compression: str | None = "lzw",
+) -> list[Path]:
+    """Write a ThorImageLS 3.2 capture folder: ``Experiment.xml`` and one single-page
+    OME-TIFF per plane, ``Chan{A,B,...}_0001_0001_{z:04d}_{t:04d}.tif`` (LZW).
+
+    ``frames`` yields (t, z) frames, t-major (uint16, as ThorImageLS saves). Each file's
+    OME-XML holds its plane's ``DeltaT`` (time point ``t`` at ``t * time_increment``, its
+    planes spread over that interval); the first file's also describes the whole series,
+    with ``TimeIncrement="0"`` and a ``DeltaT`` of 0, as ThorImageLS writes it. Returns
+    the TIFF files sorted by name (the first file first).
+    """
+    from datetime import datetime, timedelta
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    start = datetime.fromisoformat(date)
+    planes: list[tuple[Path, int, int, int, float]] = []
+    shape: tuple[int, ...] | None = None
+    n_frames = 0
+    for number, frame in enumerate(_frames(frames, n_channels)):
+        if frame.dtype != np.uint16:
+            raise ValueError(f"ThorImageLS saves uint16 planes, got {frame.dtype}")
+        shape, n_frames = frame.shape[1:], number + 1
+        t, z = divmod(number, size_z)
+        for c, plane in enumerate(frame):
+            path = directory / thorimage_file_name(c, z + 1, t + 1)
+            tifffile.imwrite(
+                path,
+                plane,
+                photometric="minisblack",
+                compression=compression,
+                metadata=None,
+                description=_PLACEHOLDER,
+            )
+            step = time_increment / (2 * size_z * n_channels)
+            delta = round(t * time_increment + (z * n_channels + c) * step, 5)
+            planes.append((path, c, z, t, delta))
+    if shape is None:
+        raise ValueError(f"{directory}: no frames to write")
+    if n_frames % size_z:
+        raise ValueError(f"{n_frames} frames do not divide into size_z={size_z}")
+    size_t = n_frames // size_z
+    sizes = (n_channels, size_z, size_t)
+    uuids = {path: f"urn:uuid:{str(uuidlib.uuid4()).upper()}" for path, *_ in planes}
+    tiff_data = "".join(
+        f'<TiffData FirstT="{t}" FirstZ="{z}" FirstC="{c}"><UUID FileName="{path.name}">'
+        f"{uuids[path]}</UUID></TiffData>"
+        for path, c, z, t, _ in planes
+    )
+    for i, (path, c, z, t, delta) in enumerate(planes):
+        acquired = (start + timedelta(seconds=delta)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+        own = f'<Plane DeltaT="{0 if i == 0 else delta}" TheC="{c}" TheZ="{z}" TheT="{t}"/>'
+        xml = _thor_ome(
+            shape,
+            sizes,
+            (physical_size, z_step),
+            own,
+            tiff_data if i == 0 else "",
+            acquired + "-00:00",
+        )
+        tifffile.tiffcomment(path, comment=xml.encode())
+    letters = [chr(ord("A") + c) for c in range(n_channels)]
+    pmt = " ".join(
+        f'enable{x}="{int(i < n_channels)}" gain{x}="{THOR_PMT_GAINS[i] if i < n_channels else 0}" '
+        f'bandwidth{x}Hz="{80000000 if i < n_channels else 0}"'
+        for i, x in enumerate("ABCD")
+    )
+    experiment = _THOR_EXPERIMENT.format(
+        name=name,
+        date=start.strftime("%m/%d/%Y %H:%M:%S"),
+        utime=int(start.timestamp()),
+        wavelengths="\n".join(
+            f'    <Wavelength name="Chan{x}" exposureTimeMS="0" />' for x in letters
+        ),
+        channel_set=(1 << n_channels) - 1,
+        size_z=size_z,
+        z_step=repr(z_step),
+        size_t=size_t,
+        width=shape[1],
+        height=shape[0],
+        pixel_size=repr(physical_size),
+        width_um=round(shape[1] * physical_size, 2),
+        height_um=round(shape[0] * physical_size, 2),
+        pmt=pmt,
+    )
+    (directory / "Experiment.xml").write_text(experiment, encoding="utf-8")
+    return sorted(path for path, *_ in planes)
 
 
 def write_imagej_stack(

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from toile.formats.base import Format
 from toile.formats.legacy import LegacyTiffFormat
+from toile.formats.prairie import PrairieFormat
 from toile.formats.scanimage import ScanImageFormat
 from toile.formats.synthetic import SyntheticFormat
+from toile.formats.thorimage import ThorImageFormat
 
 FORMATS: tuple[Format, ...] = (
     SyntheticFormat(),
+    PrairieFormat(),
+    ThorImageFormat(),
     ScanImageFormat(),
     LegacyTiffFormat(),
 )

@@ -1,0 +1,409 @@
+"""Thorlabs ThorImageLS folders: ``Experiment.xml`` and one TIFF per plane.
+
+ThorImageLS saves a capture as ``Chan{A,B,...}_{AAAA}_{BBBB}_{ZZZZ}_{TTTT}.tif`` (one
+single-page OME-TIFF per channel, z plane and time point; the first two numbers are
+the region and the sub-image, 0001 unless tiling) next to ``Experiment.xml``. The
+folder is ONE recording, whichever of its files an input names: the channels come
+from the ``Chan`` letters (named as ``Experiment.xml``'s ``Wavelength`` entries), the
+pixel size, frame rate, z step, date and detector settings from ``Experiment.xml``.
+Each file's own OME-XML holds the true ``DeltaT`` of its plane (the first file's
+OME-XML, which describes the whole series, says ``TimeIncrement="0"``); it is read
+with a few small reads when the frame's metadata is asked for.
+
+``ChanA_Preview.tif``, ``ChanB_Preview.tif``, ... are the single images ThorImageLS
+shows while it captures (the last one displayed), not the recording: a streamed
+capture saves its frames in ``Image_0001_0001.raw``. They belong to the folder and are
+never recordings; a folder that holds only previews is an error naming the data
+``Experiment.xml`` describes.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from toile.errors import InputError
+from toile.formats import fields as F
+from toile.formats.base import Candidates, Format, Recording, Source
+from toile.formats.tiff.light import first_description
+from toile.formats.tiff.planes import PlaneGrid, PlaneRef
+
+logger = logging.getLogger(__name__)
+
+#: A plane's file: channel letter, region, sub-image, z and t (1-based).
+PLANE_NAME = re.compile(
+    r"^Chan(?P<channel>[A-Z])_(?P<region>\d{4})_(?P<tile>\d{4})_(?P<z>\d{4})_(?P<t>\d{4})"
+    r"\.tiff?$"
+)
+PREVIEW_NAME = re.compile(r"^Chan[A-Z]_Preview\.tiff?$")
+EXPERIMENT = "Experiment.xml"
+_DELTA_T = re.compile(r"<(?:\w+:)?Plane\b[^>]*?\bDeltaT\s*=\s*\"([^\"]*)\"")
+
+
+@dataclass(frozen=True)
+class _Plane:
+    channel: str
+    region: int
+    tile: int
+    z: int
+    t: int
+
+
+def _parse_name(name: str) -> _Plane | None:
+    match = PLANE_NAME.match(name)
+    if match is None:
+        return None
+    return _Plane(
+        match["channel"], int(match["region"]), int(match["tile"]), int(match["z"]), int(match["t"])
+    )
+
+
+def _experiment_path(directory: Path, names: list[str]) -> Path | None:
+    for name in names:
+        if name.lower() == EXPERIMENT.lower():
+            return directory / name
+    return None
+
+
+def parse_experiment(path: Path) -> ET.Element:
+    """The root of ``Experiment.xml`` (a ``ThorImageExperiment`` element)."""
+    try:
+        root = ET.parse(path).getroot()
+    except OSError as exc:
+        raise InputError(path, f"cannot be read ({exc.strerror or exc})") from None
+    except ET.ParseError as exc:
+        raise InputError(path, f"not a valid XML document ({exc})") from None
+    if root.tag != "ThorImageExperiment":
+        raise InputError(path, f"not a ThorImageLS experiment (root element <{root.tag}>)")
+    return root
+
+
+def is_experiment(path: Path) -> bool:
+    """True when ``path`` starts like a ThorImageLS ``Experiment.xml`` (512 bytes read)."""
+    try:
+        with open(path, "rb") as fh:
+            return b"<ThorImageExperiment" in fh.read(512)
+    except OSError:
+        return False
+
+
+def experiment_json(root: ET.Element) -> dict:
+    """``Experiment.xml`` as plain JSON: element name -> attributes (a list when the
+    element repeats, children under their own names)."""
+
+    def convert(element: ET.Element) -> dict:
+        out: dict = dict(element.attrib)
+        for child in element:
+            value = convert(child)
+            if child.tag in out:
+                previous = out[child.tag]
+                out[child.tag] = (
+                    [*previous, value] if isinstance(previous, list) else [previous, value]
+                )
+            else:
+                out[child.tag] = value
+        return out
+
+    return {root.tag: convert(root)}
+
+
+def _float(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if value == value and abs(value) != float("inf") else None
+
+
+def _date(root: ET.Element, path: Path) -> str | None:
+    """The capture's start: ``Date uTime`` (Unix seconds) as UTC, else ``Date date``
+    (local time, ``MM/DD/YYYY HH:MM:SS``)."""
+    element = root.find("Date")
+    if element is None:
+        return None
+    utime = _float(element.get("uTime"))
+    if utime is not None and utime > 0:
+        return datetime.fromtimestamp(utime, UTC).isoformat()
+    text = element.get("date", "")
+    try:
+        return datetime.strptime(text, "%m/%d/%Y %H:%M:%S").isoformat()
+    except ValueError:
+        if text:
+            logger.warning("%s: Date %r not understood; date_acquired left out", path, text)
+        return None
+
+
+def experiment_fields(root: ET.Element, path: Path, letters: list[str], size_z: int) -> dict:
+    """The normalised recording fields ``Experiment.xml`` states."""
+    out: dict = {}
+    name = root.find("Name")
+    if name is not None and name.get("name"):
+        out[F.IMAGE_NAME] = name.get("name")
+    date = _date(root, path)
+    if date is not None:
+        out[F.DATE_ACQUIRED] = date
+    lsm = root.find("LSM")
+    if lsm is not None:
+        size = _float(lsm.get("pixelSizeUM"))
+        if size is not None and size > 0:
+            out[F.SCALE_X] = out[F.SCALE_Y] = size
+            out[F.SCALE_UNIT] = F.UM
+        rate = _float(lsm.get("frameRate"))
+        if rate is not None and rate > 0:
+            out[F.FRAME_RATE_HZ] = rate
+        dwell = _float(lsm.get("dwellTime"))
+        if dwell is not None and dwell > 0:
+            out[F.DWELL_TIME_US] = dwell
+        for key, field_ in (("pixelX", F.PIXELS_PER_LINE), ("pixelY", F.LINES_PER_FRAME)):
+            value = _float(lsm.get(key))
+            if value is not None and value == int(value) and value > 0:
+                out[field_] = int(value)
+        if lsm.get("averageMode") == "1":
+            count = _float(lsm.get("averageNum"))
+            if count is not None and count >= 1:
+                out["frames_averaged"] = int(count)
+    zstage = root.find("ZStage")
+    if zstage is not None and size_z > 1:
+        step = _float(zstage.get("stepSizeUM"))
+        if step is not None and step != 0:
+            out[F.SCALE_Z] = abs(step)
+            out[F.SCALE_UNIT] = F.UM
+    magnification = root.find("Magnification")
+    if magnification is not None:
+        if magnification.get("name"):
+            out[F.OBJECTIVE] = magnification.get("name")
+        mag = _float(magnification.get("mag"))
+        if mag is not None and mag > 0:
+            out[F.OBJECTIVE_MAGNIFICATION] = mag
+    pmt = root.find("PMT")
+    if pmt is not None:
+        gains = []
+        for letter in letters:
+            gain = _float(pmt.get(f"gain{letter}"))
+            if gain is not None and pmt.get(f"enable{letter}", "1") != "0":
+                gains.append({"channel": f"Chan{letter}", "value": gain})
+        if gains:
+            out[F.PMT_GAIN] = gains
+    lasers = []
+    for i, regulator in enumerate(
+        e for e in root if e.tag.startswith("PowerRegulator") and e.get("enable") == "1"
+    ):
+        value = _float(regulator.get("start"))
+        if value is not None:
+            entry = {"laser": regulator.tag if i else "PowerRegulator", "value": value, "unit": "%"}
+            stop = _float(regulator.get("stop"))
+            if stop is not None and stop != value:
+                entry["value_last_z"] = stop
+            lasers.append(entry)
+    for i, pockels in enumerate(root.findall("Pockels")):
+        start, stop = _float(pockels.get("start")), _float(pockels.get("stop"))
+        if start is not None and (start or stop):
+            entry = {"laser": f"Pockels{i + 1}", "value": start, "unit": "%"}
+            if stop is not None and stop != start:
+                entry["value_last_z"] = stop
+            lasers.append(entry)
+    if lasers:
+        out[F.LASER_POWER] = lasers
+    return out
+
+
+def _channel_names(root: ET.Element | None, letters: list[str]) -> list[str]:
+    """``ChanA``, ``ChanB``, ...: the names ``Wavelength`` entries give the channels."""
+    named = set()
+    if root is not None:
+        wavelengths = root.find("Wavelengths")
+        if wavelengths is not None:
+            named = {w.get("name") for w in wavelengths.findall("Wavelength")}
+    names = []
+    for letter in letters:
+        name = f"Chan{letter}"
+        if named and name not in named:
+            logger.info("%s is not among Experiment.xml's Wavelength entries", name)
+        names.append(name)
+    return names
+
+
+def delta_t(path: Path) -> float | None:
+    """The DeltaT (s) of the plane a ThorImageLS TIFF holds, from its own OME-XML."""
+    description = first_description(path)
+    if not description:
+        return None
+    match = _DELTA_T.search(description)
+    return _float(match[1]) if match else None
+
+
+class ThorImageFormat(Format):
+    """ThorImageLS capture folders (see the module docstring)."""
+
+    name = F.FORMAT_THORIMAGE
+
+    def claim(self, candidates: Candidates) -> list[Source]:
+        sources: list[Source] = []
+        for directory, _ in sorted(candidates.by_directory().items()):
+            names = candidates.listdir(directory)
+            experiment = _experiment_path(directory, names)
+            if experiment is not None and not is_experiment(experiment):
+                experiment = None
+            planes = {n: p for n in names if (p := _parse_name(n)) is not None}
+            previews = [directory / n for n in names if PREVIEW_NAME.match(n)]
+            if not planes and not (experiment is not None and previews):
+                continue
+            sidecars = [experiment] if experiment is not None else []
+            groups: dict[tuple[int, int], list[str]] = {}
+            for name, plane in planes.items():
+                groups.setdefault((plane.region, plane.tile), []).append(name)
+            for series, ((region, tile), members) in enumerate(sorted(groups.items())):
+                files = [directory / n for n in members]
+                sources.append(
+                    Source(
+                        self.name,
+                        files[0],
+                        (*sidecars, *files, *previews),
+                        series=series,
+                        name=directory.name,
+                        detail={
+                            "experiment": str(experiment) if experiment else None,
+                            "region": region,
+                            "tile": tile,
+                            "files": members,
+                        },
+                    )
+                )
+            if not groups:
+                assert experiment is not None
+                sources.append(
+                    Source(
+                        self.name,
+                        experiment,
+                        (experiment, *previews),
+                        name=directory.name,
+                        detail={"experiment": str(experiment), "files": []},
+                    )
+                )
+            candidates.claim(sidecars)
+            candidates.claim(previews)
+            candidates.claim(directory / n for n in planes)
+        return sources
+
+    def open(self, source: Source, channel: str | int | None = None) -> Recording:
+        return ThorImageRecording(source, channel)
+
+
+class ThorImageRecording(PlaneGrid):
+    """One ThorImageLS capture: planes at ``Chan{X}_..._{Z}_{T}.tif``."""
+
+    def __init__(self, source: Source, channel: str | int | None = None) -> None:
+        experiment = source.detail.get("experiment")
+        root = parse_experiment(Path(experiment)) if experiment else None
+        members: list[str] = list(source.detail.get("files", []))
+        directory = Path(experiment).parent if experiment else Path(source.path).parent
+        if not members:
+            raise InputError(source.path, _no_planes(root, directory))
+        planes = {}
+        for name in members:
+            plane = _parse_name(name)
+            if plane is not None:
+                planes[(plane.t, plane.z, plane.channel)] = directory / name
+        letters = sorted({c for _, _, c in planes})
+        ts = sorted({t for t, _, _ in planes})
+        zs = sorted({z for _, z, _ in planes})
+        missing = [
+            f"Chan{c}_{_members_prefix(members)}_{z:04d}_{t:04d}.tif"
+            for t in ts
+            for z in zs
+            for c in letters
+            if (t, z, c) not in planes
+        ]
+        if missing:
+            raise InputError(
+                directory / missing[0],
+                f"missing: the capture has {len(ts)} time points, {len(zs)} planes and "
+                f"channels {', '.join(letters)}"
+                + (f" ({len(missing)} files missing)" if len(missing) > 1 else ""),
+            )
+        self._declared(root, experiment, len(ts), len(zs))
+        refs = [[[PlaneRef(planes[(t, z, c)], 0) for c in letters] for z in zs] for t in ts]
+        metadata: dict = {F.FORMAT: F.FORMAT_THORIMAGE}
+        if root is not None:
+            metadata.update(experiment_fields(root, Path(experiment), letters, len(zs)))
+        names = _channel_names(root, letters)
+        metadata[F.CHANNELS] = [{"name": n} for n in names]
+        metadata[F.FILES] = len(members)
+        self._refs = refs
+        self._delta: dict[Path, float | None] = {}
+        if len(ts) > 1:
+            first, last = self._delta_t(refs[0][0][0].file), self._delta_t(refs[-1][0][0].file)
+            if first is not None and last is not None and last > first:
+                metadata[F.TIME_INCREMENT] = (last - first) / (len(ts) - 1)
+                metadata[F.T_UNIT] = F.SECONDS
+        super().__init__(
+            source,
+            metadata,
+            len(ts),
+            len(zs),
+            len(letters),
+            lambda t, z, c: refs[t][z][c],
+            names,
+            plane_metadata=self._plane_fields,
+            channel=channel,
+            vendor_metadata=experiment_json(root) if root is not None else None,
+        )
+
+    @staticmethod
+    def _declared(
+        root: ET.Element | None, experiment: str | None, size_t: int, size_z: int
+    ) -> None:
+        """Warn when the files found are fewer than ``Experiment.xml`` announces (a capture
+        stopped early keeps the planes it saved)."""
+        if root is None:
+            return
+        timelapse, zstage = root.find("Timelapse"), root.find("ZStage")
+        want_t = _float(timelapse.get("timepoints")) if timelapse is not None else None
+        want_z = _float(zstage.get("steps")) if zstage is not None else None
+        if (want_t is not None and want_t != size_t) or (
+            want_z is not None and size_z > 1 and want_z != size_z
+        ):
+            logger.warning(
+                "%s: announces %s time points and %s planes, the folder holds %d and %d",
+                experiment,
+                None if want_t is None else int(want_t),
+                None if want_z is None else int(want_z),
+                size_t,
+                size_z,
+            )
+
+    def _delta_t(self, file: Path) -> float | None:
+        if file not in self._delta:
+            self._delta[file] = delta_t(file)
+        return self._delta[file]
+
+    def _plane_fields(self, t: int, z: int, c: int) -> dict:
+        value = self._delta_t(self._refs[t][z][c].file)
+        return {} if value is None else {F.T: value}
+
+
+def _members_prefix(members: list[str]) -> str:
+    """The region and sub-image part (``0001_0001``) of a capture's file names."""
+    plane = _parse_name(members[0])
+    assert plane is not None
+    return f"{plane.region:04d}_{plane.tile:04d}"
+
+
+def _no_planes(root: ET.Element | None, directory: Path) -> str:
+    """Why a folder with previews only has no recording to read."""
+    streaming = root.find("Streaming") if root is not None else None
+    if streaming is not None and streaming.get("enable") == "1":
+        raw = sorted(directory.glob("Image_*.raw"))
+        where = (
+            f"its frames are in {raw[0].name}, a raw stream toile does not read"
+            if raw
+            else "its frames were saved to a raw stream (Image_0001_0001.raw), not found"
+        )
+        return f"ThorImageLS streamed capture: {where}; ChanX_Preview.tif images are previews"
+    return "no ChanX_..._ZZZZ_TTTT.tif planes: the ChanX_Preview.tif images are previews"
