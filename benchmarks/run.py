@@ -1062,7 +1062,8 @@ def profile_toile(bench: Bench, contender: Contender) -> list[str]:
     raw = bench.out / "profile.txt"
     bench.out.mkdir(parents=True, exist_ok=True)
     py_spy = spy.python.parent / "py-spy"
-    argv = [str(py_spy), "record", "--format", "raw", "--rate", "250", "--threads", "--nonblocking"]
+    argv = [str(py_spy), "record", "--format", "raw", "--rate", "250", "--threads"]
+    argv += ["--subprocesses", "--nonblocking"]
     argv += ["--output", str(raw), "--", *contender.argv]
     try:
         measure(argv, sample=False)
@@ -1128,6 +1129,8 @@ def case_table(result: CaseResult) -> list[str]:
     lines = [f"### {result.name}: {result.title}", ""]
     if result.skipped:
         return [*lines, f"Skipped: {result.skipped}", ""]
+    if not result.contenders:
+        return [*lines, *(f"{note}  " for note in result.notes), ""]
     base = result.baseline
     second = result.second
     head = "| contender | runs | median s | best s |"

@@ -126,10 +126,13 @@ def test_profile_summary_groups_samples_by_toile_function():
             "thread (2): toile-sha256_0;run (threading.py:1);_update (toile/shards.py:90) 20",
             "thread (1): MainThread;<module> (toile:10);_find_and_load "
             "(<frozen importlib._bootstrap>:1) 10",
+            'process 7:"python toile";process 8:"python -c spawn";thread (8): MainThread;'
+            "_worker_main (toile/executors/processes.py:49);Condition.wait (threading.py:1) 40",
         ]
     )
     lines = profile_stages.summary(raw, rate=100)
-    assert lines[0].startswith("CPU seconds sampled: 0.60")
+    assert lines[0].startswith("Seconds sampled busy: 0.60")
+    assert lines[0].endswith("waits on locks and queues left out: 0.40")
     text = "\n".join(lines)
     assert "| MainThread | shards._write -> write (builtin) | 0.30 | 50% |" in text
     assert "| toile-sha256_0 | shards._update | 0.20 | 33% |" in text
