@@ -136,10 +136,19 @@ def _resume(inputs: list[str], output: Path, *extra: str) -> Result:
 
 
 @pytest.mark.parametrize(
-    "seed, variant",
-    [(2, "plain"), (7, "plain"), (6, "plain"), (13, "compressed-uint8")],
+    "seed, variant, resume_with",
+    [
+        (2, "plain", ()),
+        (7, "plain", ("--executor", "processes", "--workers", "2")),
+        (6, "plain", ("--workers", "3")),
+        (13, "compressed-uint8", ("--executor", "processes", "--workers", "2")),
+        (5, "compressed-uint8", ("--executor", "dask", "--workers", "2")),
+    ],
 )
-def test_resume_after_sigkill_is_byte_identical(seed, variant, inputs, references, tmp_path):
+def test_resume_after_sigkill_is_byte_identical(
+    seed, variant, resume_with, inputs, references, tmp_path
+):
+    """Killed with one worker, resumed with another executor or worker count: same bytes."""
     rng = random.Random(seed)
     output = tmp_path / "out"
     extra = tuple(VARIANTS[variant])
@@ -150,7 +159,7 @@ def test_resume_after_sigkill_is_byte_identical(seed, variant, inputs, reference
         for record in _journal(output)
     }
 
-    result = _resume(inputs, output, *extra)
+    result = _resume(inputs, output, *extra, *resume_with)
     assert result.exit_code == 0, result.output
     assert _snapshot(output) == references[variant]
     assert not _staging(output).exists()

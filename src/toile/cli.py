@@ -211,7 +211,24 @@ def _movie_options(frames: int) -> Callable[[Callable], Callable]:
 @click.option(
     "--workers",
     type=click.IntRange(min=1),
-    help="Parallel workers for --compressed and --uint8 (default: CPU count).",
+    help="Worker processes, each writing whole shards (default: chosen from the shard plan).",
+)
+@click.option(
+    "--executor",
+    type=click.Choice(["inline", "processes", "dask"]),
+    help="Where shards are written: this process, local processes, or a Dask cluster "
+    "(default: inline for one worker, processes otherwise).",
+)
+@click.option(
+    "--scheduler",
+    metavar="ADDRESS",
+    help="Address of a running Dask scheduler (tcp://host:8786); implies --executor dask.",
+)
+@click.option(
+    "--scheduler-file",
+    type=click.Path(path_type=Path),
+    help="Scheduler file of a running Dask cluster (e.g. written by dask-jobqueue's "
+    "SLURMRunner); implies --executor dask.",
 )
 @click.option(
     "--on-error",
@@ -263,10 +280,16 @@ def export_frames_command(
         if len(inputs) == 1 and inputs[0].lower().endswith((".yaml", ".yml")):
             config_path = Path(inputs[0])
         config = build_config([] if config_path else list(inputs), output, cli_options, config_path)
-        return export_frames(config)
+        return export_frames(config, hold_interrupts_after_commit=True)
 
     result = _run(action)
-    _report(result)
+    from toile.export import release_interrupts
+
+    try:
+        _report(result)
+    finally:
+        # The `toile` program exits next: a late Ctrl-C must not turn success into 130.
+        release_interrupts(ignore=Path(sys.argv[0]).name in ("toile", "cli.py"))
 
 
 def _report(result: Any) -> None:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from toile import __version__
+from toile.card import CARD_NAME, card_for, mixed_shapes_warning
 from toile.config import ExportConfig
 from toile.encode import dump_json
 from toile.errors import ConfigError, InputError, OutputError, ToileError
@@ -62,7 +63,7 @@ from toile.names import (
     staging_name,
 )
 from toile.shards import ShardInfo, shard_overhead
-from toile.storage.local import LocalStorage
+from toile.storage.output import output_storages
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +194,8 @@ def _output_options(config: ExportConfig) -> dict:
         "uint8_range": config.uint8_range if config.to_uint8 else None,
         "channel": config.channel,
         "on_error": config.on_error,
+        # only when set, so that manifests without binning keep their bytes
+        **({"bin": config.bin_factor} if config.bin_factor else {}),
         "filename_spec": None
         if spec is None
         else {"template": spec.template, "transforms": dict(spec.transforms)},
@@ -267,36 +270,41 @@ def export_frames(
     config: ExportConfig,
     *,
     executor: Executor | None = None,
-    ignore_interrupts_after_commit: bool = False,
+    hold_interrupts_after_commit: bool = False,
 ) -> ExportResult:
     """Export every recording of ``config`` into one sharded dataset; see the module docstring.
 
     ``executor`` runs the tasks (default: from ``config``; it is then started and
-    stopped here). ``ignore_interrupts_after_commit`` leaves SIGINT ignored once the
-    dataset is committed, for a command line that must not report an interrupt after
-    its success.
+    stopped here). ``hold_interrupts_after_commit`` keeps SIGINT held back once the
+    dataset is committed, until :func:`release_interrupts`: a command line reports its
+    success, never an interrupt after it.
     """
-    return _export(config, None, executor, ignore_interrupts_after_commit)
+    return _export(config, None, executor, hold_interrupts_after_commit)
 
 
 def _export(
     config: ExportConfig,
     plans: list[RecordingPlan] | None,
     executor: Executor | None,
-    ignore_after_commit: bool = False,
+    hold_after_commit: bool = False,
 ) -> ExportResult:
     started = time.perf_counter()
     output = config.output
     stem = config.stem
-    _check_output(output)
-    staging = staging_dir(output, stem)
-    previous = existing_outputs(output, stem)
+    if isinstance(output, str):  # a URL: toile.storage checks the bucket, writes nothing
+        from toile.storage.output import inspect_output
+
+        previous, interrupted = inspect_output(output, stem, config.storage_options)
+    else:
+        _check_output(output)
+        previous = [p.name for p in existing_outputs(output, stem)]
+        interrupted = staging_dir(output, stem).is_dir()
     if previous and not (config.overwrite or config.resume):
         raise OutputError(
-            f"{output}: already holds a dataset named {stem!r} ({previous[0].name}, ...); "
+            f"{output}: already holds a dataset named {stem!r} ({previous[0]}, ...); "
             "use --overwrite to replace it or --stem to choose another name"
         )
-    if config.resume and not staging.is_dir():
+    if config.resume and not interrupted:
         # Checked before planning, so that nothing (not even OUTPUT) is created.
         raise ConfigError(f"{output}: nothing to resume (no interrupted export found)")
     skipped: list[dict] = []
@@ -315,7 +323,7 @@ def _export(
         plans = plan_recordings(config, skipped)
     token = uuid.uuid4().hex[:12]
     try:
-        return _Export(config, plans, options, skipped, token, ignore_after_commit).run(
+        return _Export(config, plans, options, skipped, token, hold_after_commit).run(
             executor, started
         )
     finally:
@@ -334,16 +342,17 @@ class _Export:
         options: ConvertOptions,
         skipped: list[dict],
         token: str,
-        ignore_after_commit: bool,
+        hold_after_commit: bool,
     ) -> None:
         self.config = config
         self.plans = plans
         self.options = options
         self.skipped = skipped
         self.token = token
-        self.ignore_after_commit = ignore_after_commit
-        self.output = LocalStorage(config.output)
-        self.staging = self.output.child(staging_name(config.stem))
+        self.hold_after_commit = hold_after_commit
+        self.output, self.staging = output_storages(
+            config.output, config.stem, config.storage_options
+        )
         self.journal = Journal(self.staging)
         self.versions = byte_versions()
         self.jobs: dict[int, RecordingJob] = {
@@ -362,6 +371,14 @@ class _Export:
                 "no recording could be read" if self.skipped else "no recordings",
             )
         check_sample_sizes(self.plans, self.options, config.shard_size)
+        mixed = mixed_shapes_warning(
+            [
+                {"frame_shape": p.frame_shape, "dtype": "uint8" if config.to_uint8 else p.dtype}
+                for p in self.plans
+            ]
+        )
+        if mixed is not None:
+            log.warning("%s", mixed)
         output_options = _output_options(config)
         self.fingerprint = _fingerprint(output_options, self.plans, self.skipped)
         journaled: dict[int, ShardInfo] = {}
@@ -400,7 +417,7 @@ class _Export:
             raise ExportInterrupted(
                 len(done),
                 sum(s.samples for s in done.values()),
-                staging_dir(self.config.output, self.config.stem),
+                self.staging.url,
             ) from None
         except TaskFailure as failure:
             self.bar.close()
@@ -429,7 +446,10 @@ class _Export:
         if self.options.to_uint8:
             self._stats(executor)
         sizes = self._measure(executor)
-        _prepare_output(self.config.output)
+        if isinstance(self.config.output, str):
+            self.output.ensure()
+        else:
+            _prepare_output(self.config.output)
         if not self.config.resume:
             self.staging.remove_all()
         self.staging.ensure()
@@ -650,39 +670,77 @@ class _Export:
         """
         stem = self.config.stem
         name = manifest_name(stem)
-        with _interrupts_held(self.ignore_after_commit):
+        with _interrupts_held(self.hold_after_commit):
             self.staging.write_text(name, manifest_text(manifest))
+            card = card_for(self.output, manifest, name)
+            if card is not None:
+                self.staging.write_text(CARD_NAME, card)
             new_names = {s.name for s in shards}
             for info in shards:
                 self.staging.move_to(info.name, self.output)
-            for path in existing_outputs(self.config.output, stem):
-                if path.name not in new_names and path.name != name:
-                    path.unlink(missing_ok=True)
+            if card is not None:
+                self.staging.move_to(CARD_NAME, self.output)
             self.staging.move_to(name, self.output)
+            # Stale shards go only once the new manifest is in place (an object store
+            # cannot replace both at once): at worst an unlisted shard is left over.
+            for stale in self.output.list():
+                if is_shard_of(stale, stem) and stale not in new_names:
+                    self.output.remove(stale)
             self.staging.remove_all()
             self.output.sync()
+        if isinstance(self.config.output, str):
+            return self.output.url_of(name)  # type: ignore[return-value]
         return self.config.output / name
 
 
+#: The SIGINT handler to put back by :func:`release_interrupts` (None: nothing held).
+_held_previous: Any = None
+
+
 @contextlib.contextmanager
-def _interrupts_held(ignore_after: bool) -> Iterator[None]:
-    """Hold SIGINT back while the block runs (main thread only); log one that arrived."""
+def _interrupts_held(keep_after: bool) -> Iterator[None]:
+    """Hold SIGINT back while the block runs (main thread only); log one that arrived.
+
+    With ``keep_after``, SIGINT stays held after a successful block, until
+    :func:`release_interrupts`: the command line reports its success first.
+    """
+    global _held_previous
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     arrived: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: arrived.append(signum))
+
+    def hold(signum: int, frame: object) -> None:
+        arrived.append(signum)
+
+    previous = signal.signal(signal.SIGINT, hold)
     succeeded = False
     try:
         yield
         succeeded = True
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN if succeeded and ignore_after else previous)
+        if succeeded and keep_after:
+            _held_previous = previous
+        else:
+            signal.signal(signal.SIGINT, previous)
         if arrived:
             log.warning(
                 "interrupted while the dataset was committed; the commit %s",
                 "completed: the export succeeded" if succeeded else "failed",
             )
+
+
+def release_interrupts(ignore: bool = False) -> None:
+    """End the hold of ``export_frames(..., hold_interrupts_after_commit=True)``.
+
+    SIGINT gets its handler back, or with ``ignore`` is ignored from now on: a program
+    that is about to exit after its success (Python resets its own handlers while it
+    shuts down, so a late Ctrl-C would otherwise still kill it).
+    """
+    global _held_previous
+    if _held_previous is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN if ignore else _held_previous)
+    _held_previous = None
 
 
 # --------------------------------------------------------------------------------------
