@@ -383,3 +383,42 @@ def test_test_recording_writes_the_pvscan_xml(tmp_path):
         assert recording.metadata["format"] == "prairie-view"
         assert recording.metadata["source"].endswith("TSeries-03152024-001.xml")
         assert recording.n_frames == 3 and recording.frame_shape == (2, 16, 16)
+
+
+def test_source_files_and_what_is_claimed(real_tseries):
+    folder, _ = real_tseries
+    (source,) = discover([str(folder)], folder)
+    names = {p.name for p in source.files}
+    assert {f"{TS}.xml", f"{TS}.env", "experiment.xml", _cycle(2, 4)} <= names
+    assert len(names) == 3 + 8
+    assert not any("MIP" in n or "Reference" in n for n in names)
+
+
+def test_characters_xml_forbids_are_dropped_and_geometry_checked(tmp_path, caplog):
+    """Some Prairie View versions write control characters XML 1.0 forbids."""
+    frames = np.arange(3 * 8 * 6, dtype=np.uint16).reshape(3, 8, 6)
+    folder = tmp_path / "TSeries-x"
+    write_prairie_series(folder, iter(frames), prefix="TSeries-x")
+    xml = folder / "TSeries-x.xml"
+    text = xml.read_text(encoding="utf-8-sig")
+    text = text.replace('notes=""', 'notes="bad \x01 byte"')
+    text = text.replace('key="pixelsPerLine" value="6"', 'key="pixelsPerLine" value="7"')
+    xml.write_text(text, encoding="utf-8")
+    (source,) = discover([str(folder)], tmp_path)
+    with caplog.at_level("WARNING"), open_source(source) as recording:
+        assert recording.vendor_metadata["PVScan"]["notes"] == "bad  byte"
+        np.testing.assert_array_equal(recording.read_frame(2), frames[2])
+        assert recording.metadata["pixels_per_line"] == 7  # as the XML states it
+    assert "7x8 pixels" in caplog.text and "6x8" in caplog.text
+
+
+def test_pvscan_xml_without_frames_leaves_the_cycle_files_to_their_ome_xml(tmp_path):
+    frames = np.arange(2 * 4 * 4, dtype=np.uint16).reshape(2, 4, 4)
+    folder = tmp_path / "TSeries-e"
+    write_prairie_series(folder, iter(frames), prefix="TSeries-e")
+    (folder / "TSeries-e.xml").write_text('<?xml version="1.0"?><PVScan version="5.4"/>')
+    (source,) = discover([str(folder)], tmp_path)
+    assert source.path.name == "TSeries-e_Cycle00001_Ch1_000001.ome.tif"
+    with open_source(source) as recording:
+        assert recording.metadata["format"] == "prairie-view"
+        np.testing.assert_array_equal(recording.read_frame(1), frames[1])

@@ -508,20 +508,28 @@ def _named_files(scan: PVScan, layouts_: list[_Layout]) -> list[str]:
 
 
 def _sidecars(directory: Path, stem: str, names: list[str]) -> list[Path]:
-    """The files of a Prairie folder that are not images of the series: its XML and
-    ``.env`` (``.cfg`` before 5.2), voltage recordings, ``experiment.xml``, and the
-    ``MIP/`` and ``References/`` images."""
+    """The metadata files of a Prairie folder: its ``.env`` (``.cfg`` before 5.2),
+    voltage recordings and ``experiment.xml`` (the PVScan XML is the caller's)."""
+    return [
+        directory / name
+        for name in names
+        if name.lower() == "experiment.xml"
+        or (
+            name.startswith(stem)
+            and name.lower().endswith((".xml", ".env", ".cfg", ".csv"))
+            and name.lower() != f"{stem.lower()}.xml"
+        )
+    ]
+
+
+def _side_images(directory: Path, names: list[str]) -> list[Path]:
+    """The ``MIP/`` and ``References/`` images of a Prairie folder: never recordings,
+    and not needed to read the series."""
     out = []
     for name in names:
-        lower = name.lower()
-        path = directory / name
-        if name in SIDE_FOLDERS and path.is_dir():
-            for root, _, files in os.walk(path):
+        if name in SIDE_FOLDERS and (directory / name).is_dir():
+            for root, _, files in os.walk(directory / name):
                 out.extend(Path(root) / f for f in files)
-        elif lower == "experiment.xml" or (
-            name.startswith(stem) and lower.endswith((".xml", ".env", ".cfg", ".csv"))
-        ):
-            out.append(path)
     return out
 
 
@@ -548,15 +556,26 @@ class PrairieFormat(Format):
                 and n.lower() != "experiment.xml"
                 and is_pvscan(directory / n)
             ]
+            described = False
             for xml in xmls:
-                sources.extend(self._claim_xml(candidates, directory / xml, names))
-            if not xmls:
+                found = self._claim_xml(candidates, directory / xml, names)
+                described = described or bool(found)
+                sources.extend(found)
+            if not described:
                 sources.extend(self._claim_cycles(candidates, directory, names))
+            if xmls or any(CYCLE_NAME.match(n) for n in names):
+                candidates.claim(_side_images(directory, names))
         return sources
 
     def _claim_xml(self, candidates: Candidates, xml: Path, names: list[str]) -> list[Source]:
+        """The recordings of one PVScan XML: none when it lists no frame (the folder's
+        Cycle files, if any, are then read without it)."""
         scan = parse_pvscan(xml)
         found = layouts(scan)
+        candidates.claim([xml])
+        if not found:
+            logger.info("%s: a PVScan XML without frames; the folder is read without it", xml)
+            return []
         present = set(names)
         stem = xml.name[: -len(".xml")]
         sidecars = _sidecars(xml.parent, stem, names)
@@ -573,13 +592,8 @@ class PrairieFormat(Format):
                     detail={"xml": str(xml), "sequences": layout.sequences, "mode": layout.mode},
                 )
             )
-        if not found:
-            sources.append(
-                Source(self.name, xml, (xml, *sidecars), name=stem, detail={"xml": str(xml)})
-            )
         candidates.claim(sidecars)
         candidates.claim(xml.parent / n for n in _named_files(scan, found))
-        candidates.claim([xml])
         return sources
 
     def _claim_cycles(
@@ -598,16 +612,10 @@ class PrairieFormat(Format):
         for prefix in sorted(named):
             members = sorted((key, n) for n, (p, key) in keys.items() if p == prefix)
             files = [directory / n for _, n in members]
-            sidecars = [
-                p
-                for p in _sidecars(directory, prefix, names)
-                if p.parent.name in SIDE_FOLDERS or p.parent.parent.name in SIDE_FOLDERS
-            ]
             sources.append(
-                Source(self.name, files[0], (*files, *sidecars), name=prefix, detail={"xml": None})
+                Source(self.name, files[0], tuple(files), name=prefix, detail={"xml": None})
             )
             candidates.claim(files)
-            candidates.claim(sidecars)
         return sources
 
     def open(self, source: Source, channel: str | int | None = None) -> Recording:
@@ -615,8 +623,6 @@ class PrairieFormat(Format):
         if xml is None:
             return _open_without_xml(source, channel)
         scan = parse_pvscan(Path(xml))
-        if "sequences" not in source.detail:
-            raise InputError(xml, "PVScan XML lists no frame with files to read")
         layout = _Layout(tuple(source.detail["sequences"]), source.detail["mode"])
         if max(layout.sequences, default=-1) >= len(scan.sequences):
             raise InputError(xml, f"has no sequence {max(layout.sequences) + 1} any more")
@@ -701,6 +707,7 @@ class PrairieRecording(PlaneGrid):
         self._scan, self._frames_tz = scan, frames
         base = [merge_state(scan.state, scan.sequences[i].state) for i in layout.sequences]
         self._base = base
+        self._base_positions = [positions(state) for state in base]
         self._mode = layout.mode
         first_state = self._state(0, 0)
         metadata = self._recording_metadata(scan, layout, frames, channels, first_state)
@@ -720,6 +727,16 @@ class PrairieRecording(PlaneGrid):
             vendor_metadata=self._vendor(scan, layout),
         )
         self.planes.data_end(refs[0][0][0])
+        stated = (metadata.get(F.PIXELS_PER_LINE), metadata.get(F.LINES_PER_FRAME))
+        found = (self.metadata[F.SIZE_X], self.metadata[F.SIZE_Y])
+        if None not in stated and stated != found:
+            logger.warning(
+                "%s: says %dx%d pixels (pixelsPerLine x linesPerFrame), %s holds %dx%d",
+                xml,
+                *stated,
+                refs[0][0][0].file.name,
+                *found,
+            )
 
     def _state(self, t: int, z: int) -> State:
         base = self._base[t] if self._mode == "tz" else self._base[0]
@@ -783,6 +800,10 @@ class PrairieRecording(PlaneGrid):
             out[F.T] = frame.relative_time
         if frame.absolute_time is not None:
             out["absolute_time_s"] = frame.absolute_time
+        if not frame.state:
+            out.update(self._base_positions[t if self._mode == "tz" else 0])
+            if not self._varying:
+                return out
         state = self._state(t, z)
         out.update(positions(state))
         if self._varying:
