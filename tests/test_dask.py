@@ -236,3 +236,42 @@ def test_export_result_json_is_the_same_on_dask(cluster, inputs, tmp_path):  # n
     assert "100/100" in inline.output and "100/100" in dask.output
     manifest = json.loads((two / "two.manifest.json").read_text())
     assert manifest["totals"]["samples"] == 100
+
+
+@pytest.mark.parametrize("delay", [0.8, 3.0])
+def test_ctrl_c_stops_a_dask_export_promptly(delay, tmp_path):
+    """SIGINT while a local cluster starts or runs: 130 within seconds, no worker left."""
+    from test_faults import _check_interrupted_or_done, _env, _session_processes
+
+    output = tmp_path / "out"
+    command = [sys.executable, "-m", "toile.cli", "export", "test-frames", str(output)]
+    command += ["--frames", "3000", "--height", "64", "--width", "64", "--recordings", "4"]
+    command += ["--shard-size", "100000", "--stem", "ds", "--compressed", "--no-progress"]
+    command += ["--executor", "dask", "--workers", "2"]
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env=_env(),
+    )
+    try:
+        time.sleep(delay)
+        assert process.poll() is None, process.communicate()[1]
+        sent = time.monotonic()
+        os.kill(process.pid, signal.SIGINT)
+        _, stderr = process.communicate(timeout=20)
+        elapsed = time.monotonic() - sent
+        deadline = time.monotonic() + 5
+        while _session_processes(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        left = _session_processes(process.pid)
+    finally:
+        for pid in _session_processes(process.pid):
+            os.kill(pid, signal.SIGKILL)
+        process.kill()
+        process.wait()
+    assert not left, "Dask processes outlived the export"
+    assert elapsed < 6, f"took {elapsed:.1f} s to stop"
+    assert _check_interrupted_or_done(output, process.returncode, stderr) == "interrupted"

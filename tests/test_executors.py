@@ -259,3 +259,45 @@ def test_unknown_executor_and_scheduler_mistakes_are_one_line(inputs, tmp_path):
         )
         assert result.exit_code == 2, result.output
         assert message in result.output
+
+
+@pytest.fixture(scope="module")
+def with_bad_frame(inputs, tmp_path_factory) -> list[str]:
+    """The inputs, with a recording in the middle whose 21st frame cannot be decoded."""
+    import tifffile
+
+    bad = tmp_path_factory.mktemp("bad") / "b-bad.tif"
+    tifffile.imwrite(bad, _frames(30, seed=9), compression="zlib", photometric="minisblack")
+    with tifffile.TiffFile(bad) as tiff:
+        offset, count = tiff.pages[20].dataoffsets[0], tiff.pages[20].databytecounts[0]
+    data = bytearray(bad.read_bytes())
+    data[offset : offset + count] = bytes(count)
+    bad.write_bytes(bytes(data))
+    return [inputs[0], str(bad), inputs[2]]
+
+
+@pytest.mark.parametrize(
+    "executor", [["--workers", "1"], ["--executor", "processes", "--workers", "2"]]
+)
+def test_a_recording_failing_mid_way_is_skipped_and_the_rest_replanned(
+    executor, with_bad_frame, tmp_path
+):
+    output = tmp_path / "out"
+    args = [*with_bad_frame, str(output), "--stem", "ds", "--shard-size", "6000", "--no-progress"]
+    failed = CliRunner().invoke(main, ["export", "frames", *args, *executor])
+    assert failed.exit_code == 1
+    assert "b-bad.tif" in failed.output and "page 20" in failed.output
+    assert not output.exists() or not any(output.iterdir())
+    result = CliRunner().invoke(main, ["export", "frames", *args, *executor, "--on-error", "skip"])
+    assert result.exit_code == 3, result.output
+    manifest = json.loads((output / "ds.manifest.json").read_text())
+    assert [Path(s["source"]).name for s in manifest["skipped"]] == ["b-bad.tif"]
+    kept = [Path(r["source"]).name for r in manifest["recordings"]]
+    assert kept == ["a.ome.tif", "c.ome.tif"]
+    assert manifest["totals"]["samples"] == 75
+    from toile.dataset import verify_dataset
+
+    assert verify_dataset(output).ok
+    shards = sorted(p.name for p in output.iterdir() if ".tar" in p.name)
+    assert shards == [s["name"] for s in manifest["shards"]]
+    assert not (output / ".ds.staging").exists()

@@ -141,6 +141,28 @@ _PROGRESS = click.option(
     "--progress/--no-progress", default=None, help="Show a progress bar (default: on a terminal)."
 )
 _VERBOSE = click.option("-v", "--verbose", is_flag=True, help="Print what was found and done.")
+_WORKERS = click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    help="Worker processes, each writing whole shards (default: chosen from the shard plan).",
+)
+_EXECUTOR = click.option(
+    "--executor",
+    type=click.Choice(["inline", "processes", "dask"]),
+    help="Where shards are written: this process, local processes, or a Dask cluster "
+    "(default: inline for one worker, processes otherwise).",
+)
+_SCHEDULER = click.option(
+    "--scheduler",
+    metavar="ADDRESS",
+    help="Address of a running Dask scheduler (tcp://host:8786); implies --executor dask.",
+)
+_SCHEDULER_FILE = click.option(
+    "--scheduler-file",
+    type=click.Path(path_type=Path),
+    help="Scheduler file of a running Dask cluster (e.g. written by dask-jobqueue's "
+    "SLURMRunner); implies --executor dask.",
+)
 
 
 def _movie_options(frames: int) -> Callable[[Callable], Callable]:
@@ -208,28 +230,10 @@ def _movie_options(frames: int) -> Callable[[Callable], Callable]:
 @_COMPRESSED
 @_FORMAT
 @click.option("--channel", help="Export one channel only, by name or index; frames become (H, W).")
-@click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    help="Worker processes, each writing whole shards (default: chosen from the shard plan).",
-)
-@click.option(
-    "--executor",
-    type=click.Choice(["inline", "processes", "dask"]),
-    help="Where shards are written: this process, local processes, or a Dask cluster "
-    "(default: inline for one worker, processes otherwise).",
-)
-@click.option(
-    "--scheduler",
-    metavar="ADDRESS",
-    help="Address of a running Dask scheduler (tcp://host:8786); implies --executor dask.",
-)
-@click.option(
-    "--scheduler-file",
-    type=click.Path(path_type=Path),
-    help="Scheduler file of a running Dask cluster (e.g. written by dask-jobqueue's "
-    "SLURMRunner); implies --executor dask.",
-)
+@_WORKERS
+@_EXECUTOR
+@_SCHEDULER
+@_SCHEDULER_FILE
 @click.option(
     "--on-error",
     type=click.Choice(["fail", "skip"]),
@@ -326,6 +330,10 @@ def _report(result: Any) -> None:
 @_PDS
 @_UINT8
 @_FORMAT
+@_WORKERS
+@_EXECUTOR
+@_SCHEDULER
+@_SCHEDULER_FILE
 @_OVERWRITE
 @_PROGRESS
 @_VERBOSE
