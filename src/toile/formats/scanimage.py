@@ -53,13 +53,15 @@ _TIFF_SUFFIXES = (".tif", ".tiff")
 
 def scanimage_layout(path: Path, description: str | None) -> str | None:
     """``"si"`` (2015+), ``"state"`` (3.x) or None: which ScanImage layout ``path`` has,
-    from its first ImageDescription and the 32 bytes after the TIFF header."""
-    if description is not None:
+    from its first ImageDescription, or without one the ScanImage block after the BigTIFF
+    header."""
+    if description:
         if description.startswith("state."):
             return "state"
         head = description.lstrip()[:200]
         if head.startswith(("frameNumbers", "SI.", "scanimage.SI")):
             return "si"
+        return None
     try:
         with open(path, "rb") as fh:
             head = fh.read(24)
