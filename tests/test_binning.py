@@ -95,3 +95,79 @@ def test_a_binned_recording_reads_binned_frames(tmp_path):
         np.testing.assert_array_equal(out, bin_frame(frames[3], 4))
         with pytest.raises(ValueError, match="out must be"):
             binned.read_frame(0, np.empty((4, 3), binned.dtype))
+
+
+# --------------------------------------------------------------------------------------
+# --bin in an export
+
+
+def _recording(tmp_path, height=17, width=12, frames=5):
+    from toile.synthetic import MovieSpec, generate_frames
+    from toile.writers import write_ome_tiff
+
+    movie = list(generate_frames(MovieSpec(frames=frames, height=height, width=width, seed=4)))
+    return write_ome_tiff(tmp_path / "rec.ome.tif", movie), movie
+
+
+def test_export_with_bin_writes_binned_frames_and_says_so(tmp_path):
+    from click.testing import CliRunner
+
+    import toile
+    from toile.cli import main
+
+    path, movie = _recording(tmp_path)
+    out = tmp_path / "ds"
+    result = CliRunner().invoke(
+        main, ["export", "frames", str(path), str(out), "--bin", "2", "--no-progress"]
+    )
+    assert result.exit_code == 0, result.output
+    dataset = toile.open(out)
+    [recording] = dataset.manifest.recordings
+    assert recording["frame_shape"] == [8, 6]
+    assert dataset.manifest.raw["options"]["bin"] == 2
+    frames = list(dataset)
+    for frame, source in zip(frames, movie, strict=True):
+        np.testing.assert_array_equal(frame.image, bin_frame(source, 2))
+    metadata = frames[0].metadata
+    assert metadata["binning"] == {
+        "factor": 2,
+        "method": "mean",
+        "source_size_x": 12,
+        "source_size_y": 17,
+        "cropped_x": 0,
+        "cropped_y": 1,
+    }
+    assert metadata["size_x"] == 6 and metadata["size_y"] == 8
+
+
+def test_with_uint8_binning_comes_first(tmp_path):
+    from toile.config import make_config
+    from toile.export import export_frames
+
+    path, movie = _recording(tmp_path)
+    out = tmp_path / "ds"
+    export_frames(
+        make_config([str(path)], out, bin_factor=3, to_uint8=True, workers=1, progress=False)
+    )
+    import toile
+
+    frames = list(toile.open(out))
+    binned = np.stack([bin_frame(f, 3) for f in movie])
+    high = int(binned.max())
+    assert frames[0].metadata["normalization"]["high"] == [high]
+    expected = np.floor(255 * binned.astype(np.float64) / high).astype(np.uint8)
+    np.testing.assert_array_equal(np.stack([f.image for f in frames]), expected)
+
+
+def test_bin_larger_than_the_frame_is_an_input_error(tmp_path):
+    from click.testing import CliRunner
+
+    from toile.cli import main
+
+    path, _ = _recording(tmp_path, height=8, width=8)
+    result = CliRunner().invoke(
+        main, ["export", "frames", str(path), str(tmp_path / "ds"), "--bin", "9"]
+    )
+    assert result.exit_code == 1
+    assert f"Error: {path}: cannot bin by 9: a 8 x 8 frame is smaller" in result.output
+    assert not (tmp_path / "ds").exists()

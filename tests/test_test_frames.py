@@ -114,7 +114,7 @@ def test_overwrite_leaves_no_stale_shard(tmp_path):
     many = sorted(p.name for p in out.iterdir())
     export_test_frames(out, frames=20, height=32, width=32, overwrite=True, progress=False)
     assert len(many) > 2
-    assert sorted(p.name for p in out.iterdir()) == ["o-000000.tar", "o.manifest.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "o-000000.tar", "o.manifest.json"]
 
 
 def test_console_script_end_to_end(tmp_path):

@@ -105,7 +105,13 @@ class BinnedRecording:
         self.channel_names = recording.channel_names
         self.vendor_metadata = getattr(recording, "vendor_metadata", None)
         source_shape = tuple(recording.frame_shape)
-        self.frame_shape = binned_shape(source_shape, factor)
+        try:
+            self.frame_shape = binned_shape(source_shape, factor)
+        except ValueError as error:
+            from toile.errors import InputError
+
+            label = getattr(recording.source, "label", None) or "recording"
+            raise InputError(label, f"cannot bin by {factor}: {error}") from None
         self.metadata = binned_metadata(recording.metadata, source_shape, factor)
         self._scratch: np.ndarray | None = None
 

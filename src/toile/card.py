@@ -179,6 +179,29 @@ def dataset_card(manifest: dict[str, Any], manifest_name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: What every card written by toile contains (the start of CARD_MARKER).
+_MARKER_PREFIX = "<!-- written by toile from "
+
+
+def card_for(output: Any, manifest: dict[str, Any], manifest_name: str) -> str | None:
+    """The card to write into ``output`` (a :class:`toile.storage.base.Storage`).
+
+    None, with a warning, when ``output`` holds a ``README.md`` that toile did not write.
+    """
+    if output.exists(CARD_NAME):
+        try:
+            existing = output.read_text(CARD_NAME)
+        except (OSError, UnicodeDecodeError):
+            existing = ""
+        if _MARKER_PREFIX not in existing:
+            log.warning(
+                "%s exists and was not written by toile: no dataset card written",
+                output.url_of(CARD_NAME),
+            )
+            return None
+    return dataset_card(manifest, manifest_name)
+
+
 def write_dataset_card(directory: str | Path, manifest: dict[str, Any], manifest_name: str) -> bool:
     """Write ``README.md`` into the dataset directory; False (and a warning) if one is the user's.
 
@@ -190,7 +213,7 @@ def write_dataset_card(directory: str | Path, manifest: dict[str, Any], manifest
             existing = path.read_text(encoding="utf-8", errors="replace")
         except OSError:
             existing = ""
-        if "<!-- written by toile from " not in existing:
+        if _MARKER_PREFIX not in existing:
             log.warning("%s exists and was not written by toile: no dataset card written", path)
             return False
     temporary = path.with_name(f".{CARD_NAME}.tmp")

@@ -230,6 +230,14 @@ def _movie_options(frames: int) -> Callable[[Callable], Callable]:
 @_COMPRESSED
 @_FORMAT
 @click.option("--channel", help="Export one channel only, by name or index; frames become (H, W).")
+@click.option(
+    "--bin",
+    "bin_factor",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Bin every frame N x N (block means; edges that are not a multiple of N are "
+    "cropped) before encoding; with --uint8, binning comes first.",
+)
 @_WORKERS
 @_EXECUTOR
 @_SCHEDULER

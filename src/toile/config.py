@@ -61,6 +61,8 @@ class ExportConfig:
     verbose: bool = False
     progress: bool | None = None
     filename_spec: FilenameSpec | None = None
+    #: ``--bin N``: N x N spatial binning of every frame before encoding (None: off).
+    bin_factor: int | None = None
     #: Directory that relative input patterns are resolved against.
     base_dir: Path = field(default_factory=Path.cwd)
     #: inline, processes or dask; None: inline for one worker, processes otherwise.
@@ -153,6 +155,15 @@ def check_executor(
     return executor
 
 
+def _check_bin(factor: int | None) -> int | None:
+    """``--bin``: None or 1 (no binning) or an integer >= 2."""
+    if factor is None or factor == 1:
+        return None
+    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
+        raise ConfigError(f"bin must be an integer of at least 1, got {factor!r}")
+    return factor
+
+
 def parse_channel(value: str | int | None) -> str | int | None:
     """``--channel`` takes an index (``0``) or a channel name (``GCaMP``)."""
     if value is None or isinstance(value, int):
@@ -180,6 +191,7 @@ def make_config(
     verbose: bool = False,
     progress: bool | None = None,
     filename_spec: FilenameSpec | None = None,
+    bin_factor: int | None = None,
     base_dir: str | Path | None = None,
     executor: str | None = None,
     scheduler: str | None = None,
@@ -223,6 +235,7 @@ def make_config(
         verbose=verbose,
         progress=progress,
         filename_spec=filename_spec,
+        bin_factor=_check_bin(bin_factor),
         base_dir=Path(base_dir) if base_dir is not None else Path.cwd(),
         executor=executor,
         scheduler=scheduler,
@@ -254,6 +267,7 @@ CONFIG_KEYS: dict[str, str] = {
     "verbose": "verbose",
     "progress": "progress",
     "filename_spec": "filename_spec",
+    "bin": "bin_factor",
     "executor": "executor",
     "scheduler": "scheduler",
     "scheduler_file": "scheduler_file",
@@ -407,7 +421,7 @@ def _check_value(config: _ConfigFile, key: str, value: object) -> object:
                 "expected an integer or a size with a unit such as 38MB, 850M or 1GiB, "
                 f"got {_describe(value)}",
             ) from None
-    if option in ("shard_size", "workers"):
+    if option in ("shard_size", "workers", "bin_factor"):
         if not _is_int(value):
             raise config.error(key, f"expected an integer, got {_describe(value)}")
         if value < 1:  # type: ignore[operator]

@@ -12,6 +12,7 @@ import json
 from typing import TYPE_CHECKING
 
 from toile import __version__
+from toile.card import frame_shapes
 from toile.names import MANIFEST_FORMAT, frame_digits, sample_key, shard_url_pattern
 from toile.shards import ShardInfo
 
@@ -76,6 +77,8 @@ def build_manifest(
             "skipped": len(skipped),
         },
         "versions": versions,
+        # whether every recording's frames have one shape and dtype (toile.card.frame_shapes)
+        "frame_shapes": frame_shapes([recording_entry(p, config.to_uint8) for p in plans]),
     }
 
 

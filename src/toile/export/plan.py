@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from toile.binning import maybe_binned
 from toile.config import ExportConfig
 from toile.errors import InputError, OutputError, ToileError
 from toile.executors.base import Stopped, TaskFailure, stopping
@@ -54,6 +55,8 @@ class RecordingPlan:
     dtype: str = ""
     metadata: dict = field(default_factory=dict)
     vendor_metadata: dict | None = None
+    #: ``--bin`` factor the recording is read with (None: not binned).
+    binning: int | None = None
     #: The recording the planning pass opened, kept for the first recording so that
     #: a single-recording export run in this process parses its file once.
     opened: Recording | None = field(default=None, repr=False, compare=False)
@@ -69,6 +72,7 @@ class RecordingPlan:
             dtype=self.dtype,
             metadata=self.metadata,
             token=token,
+            binning=self.binning,
         )
 
     def close(self) -> None:
@@ -102,7 +106,9 @@ def plan_recordings(config: ExportConfig, skipped: list[dict]) -> list[Recording
                     )
                 fields.update(parsed)
             recording = open_source(source, channel=config.channel)
+            recording = maybe_binned(recording, config.bin_factor)
             plan = plan_of(recording, len(plans), label, source, fields)
+            plan.binning = config.bin_factor
             if plans:
                 recording.close()
             else:

@@ -379,6 +379,14 @@ class _Export:
         )
         if mixed is not None:
             log.warning("%s", mixed)
+        mixed = mixed_shapes_warning(
+            [
+                {"frame_shape": p.frame_shape, "dtype": "uint8" if config.to_uint8 else p.dtype}
+                for p in self.plans
+            ]
+        )
+        if mixed is not None:
+            log.warning("%s", mixed)
         output_options = _output_options(config)
         self.fingerprint = _fingerprint(output_options, self.plans, self.skipped)
         journaled: dict[int, ShardInfo] = {}
@@ -678,6 +686,8 @@ class _Export:
             new_names = {s.name for s in shards}
             for info in shards:
                 self.staging.move_to(info.name, self.output)
+            if card is not None:
+                self.staging.move_to(CARD_NAME, self.output)
             if card is not None:
                 self.staging.move_to(CARD_NAME, self.output)
             self.staging.move_to(name, self.output)

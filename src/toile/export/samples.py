@@ -73,6 +73,8 @@ class RecordingJob:
     mapping: MappingParams | None = None
     #: Distinguishes one export's opened recordings from another's in a long-lived worker.
     token: str = ""
+    #: ``--bin`` factor (None: frames as the source has them).
+    binning: int | None = None
 
     def with_mapping(self, mapping: MappingParams) -> RecordingJob:
         return replace(self, mapping=mapping)
@@ -108,7 +110,9 @@ def open_job(job: RecordingJob) -> Recording:
     if recording is not None:
         _OPEN.move_to_end(key)
         return recording
-    recording = open_source(job.source, channel=job.channel)
+    from toile.binning import maybe_binned
+
+    recording = maybe_binned(open_source(job.source, channel=job.channel), job.binning)
     found = (recording.n_frames, tuple(recording.frame_shape), np.dtype(recording.dtype).name)
     planned = (job.n_frames, tuple(job.frame_shape), job.dtype)
     if found != planned:
