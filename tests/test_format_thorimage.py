@@ -215,3 +215,19 @@ def test_written_z_stack_gives_t_z_planes(tmp_path):
             assert recording.frame_metadata(i)["t"] == _delta_t(folder / _name("A", z, t))
         assert recording.metadata["scale_z"] == 3.0
         assert recording.metadata["size_z"] == 2
+
+
+def test_each_sub_image_is_a_recording_of_its_own(capture):
+    """Planes of a second sub-image (``_0001_0002_``, a tiled capture) are another series."""
+    for path in sorted(capture.glob("Chan?_0001_0001_*_0001.tif")):
+        shutil.copy(path, path.with_name(path.name.replace("_0001_0001_", "_0001_0002_", 1)))
+    sources = discover([str(capture)], capture)
+    assert [(s.series, len([f for f in s.files if f.suffix == ".tif"])) for s in sources] == [
+        (0, 18),
+        (1, 6),
+    ]
+    with open_source(sources[1]) as recording:
+        assert (recording.n_frames, recording.frame_shape) == (3, (2, 128, 128))
+        np.testing.assert_array_equal(
+            recording.read_frame(2)[1], _page(capture / "ChanB_0001_0002_0003_0001.tif")
+        )
