@@ -688,8 +688,6 @@ class _Export:
                 self.staging.move_to(info.name, self.output)
             if card is not None:
                 self.staging.move_to(CARD_NAME, self.output)
-            if card is not None:
-                self.staging.move_to(CARD_NAME, self.output)
             self.staging.move_to(name, self.output)
             # Stale shards go only once the new manifest is in place (an object store
             # cannot replace both at once): at worst an unlisted shard is left over.
