@@ -275,3 +275,42 @@ def test_ctrl_c_stops_a_dask_export_promptly(delay, tmp_path):
     assert not left, "Dask processes outlived the export"
     assert elapsed < 6, f"took {elapsed:.1f} s to stop"
     assert _check_interrupted_or_done(output, process.returncode, stderr) == "interrupted"
+
+
+def test_slurm_runner_job_step_emulated(inputs, references, tmp_path):  # noqa: F811
+    """`srun python -m toile.executors.slurm export frames ...` as SLURM would start it:
+    four tasks with SLURM_PROCID 0..3 (scheduler, export, two workers) on 127.0.0.1."""
+    output = tmp_path / "out"
+    command = [sys.executable, "-m", "toile.executors.slurm", "export", "frames", *inputs]
+    command += [str(output), "--stem", "ds", "--shard-size", SHARD_SIZE["plain"], "--no-progress"]
+    tasks = []
+    for rank in range(4):
+        env = {
+            **os.environ,
+            "SLURM_PROCID": str(rank),
+            "SLURM_NTASKS": "4",
+            "SLURM_JOB_ID": "4242",
+            "TOILE_SLURM_HOST": "127.0.0.1",
+        }
+        tasks.append(
+            subprocess.Popen(
+                command,
+                cwd=tmp_path,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
+            )
+        )
+    try:
+        errors = [task.communicate(timeout=90)[1] for task in tasks]
+    finally:
+        for task in tasks:
+            if task.poll() is None:
+                os.killpg(task.pid, signal.SIGKILL)
+                task.wait()
+    assert tasks[1].returncode == 0, errors[1][-3000:]
+    assert "toile: wrote" in errors[1]
+    assert all(task.returncode is not None for task in tasks)
+    assert snapshot(output) == references["plain"]
