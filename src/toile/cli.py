@@ -215,7 +215,7 @@ def _movie_options(frames: int) -> Callable[[Callable], Callable]:
 
 @export.command("frames")
 @click.argument("inputs", nargs=-1, metavar="INPUT...")
-@click.argument("output", type=click.Path(path_type=Path))
+@click.argument("output", type=click.Path(path_type=str))
 @_STEM
 @_SHARD_SIZE
 @_PDS
@@ -255,13 +255,15 @@ def _movie_options(frames: int) -> Callable[[Callable], Callable]:
 @_VERBOSE
 @click.pass_context
 def export_frames_command(
-    ctx: click.Context, inputs: tuple[str, ...], output: Path, **options: Any
+    ctx: click.Context, inputs: tuple[str, ...], output: str, **options: Any
 ) -> None:
     """Convert TIFF recordings into WebDataset shards, one sample per frame.
 
     INPUT is a recording directory (e.g. a Prairie View T-Series), a directory
     of recordings, a TIFF/OME-TIFF file, a quoted glob, or a YAML config file.
-    OUTPUT is the directory that receives the shards and the manifest.
+    OUTPUT is the directory that receives the shards and the manifest. Both may
+    be URLs (s3://bucket/prefix/dataset, "s3://bucket/raw/**/*.ome.tif") with the
+    toile[s3] extra.
 
     \b
     Examples:

@@ -45,7 +45,8 @@ class ExportConfig:
     """Everything ``export frames`` needs; build it with :func:`make_config`."""
 
     inputs: tuple[str, ...]
-    output: Path
+    #: A directory, or a URL such as ``s3://bucket/prefix/dataset`` (kept as a string).
+    output: Path | str
     stem: str
     shard_size: int
     to_uint8: bool = False
@@ -70,6 +71,9 @@ class ExportConfig:
     #: A running Dask scheduler (``tcp://host:port``) or its scheduler file.
     scheduler: str | None = None
     scheduler_file: Path | None = None
+    #: fsspec options of URL inputs and outputs (``endpoint_url``, ``profile``, ...); never
+    #: written to the manifest.
+    storage_options: dict = field(default_factory=dict)
 
     def with_changes(self, **changes: object) -> ExportConfig:
         return replace(self, **changes)
@@ -196,11 +200,12 @@ def make_config(
     executor: str | None = None,
     scheduler: str | None = None,
     scheduler_file: str | Path | None = None,
+    storage_options: dict | None = None,
 ) -> ExportConfig:
     """Validate the options once and return an :class:`ExportConfig`."""
     if not inputs:
         raise ConfigError("no inputs given")
-    output = Path(output)
+    output = output.rstrip("/") if _is_url(output) else Path(output)  # type: ignore[union-attr]
     if format not in ENCODINGS:
         raise ConfigError(f"format must be one of {', '.join(ENCODINGS)}, got {format!r}")
     if on_error not in ON_ERROR_CHOICES:
@@ -212,7 +217,7 @@ def make_config(
     if overwrite and resume:
         raise ConfigError("--overwrite and --resume exclude each other")
     executor = check_executor(executor, scheduler, scheduler_file)
-    stem = stem if stem else output.resolve().name
+    stem = stem if stem else _output_name(output)
     from toile.names import stem_problem
 
     problem = stem_problem(stem)
@@ -240,7 +245,20 @@ def make_config(
         executor=executor,
         scheduler=scheduler,
         scheduler_file=Path(scheduler_file) if scheduler_file is not None else None,
+        storage_options=dict(storage_options or {}),
     )
+
+
+def _is_url(location: str | Path) -> bool:
+    """``scheme://...`` (an fsspec URL such as ``s3://bucket/prefix``), not a local path."""
+    return isinstance(location, str) and re.match(r"^[a-zA-Z][\w+.-]+://", location) is not None
+
+
+def _output_name(output: Path | str) -> str:
+    """The default stem: the output directory's name (a URL's last part)."""
+    if isinstance(output, str):
+        return output.rstrip("/").rpartition("/")[2]
+    return output.resolve().name
 
 
 # --- YAML config files -------------------------------------------------------
@@ -271,6 +289,7 @@ CONFIG_KEYS: dict[str, str] = {
     "executor": "executor",
     "scheduler": "scheduler",
     "scheduler_file": "scheduler_file",
+    "storage_options": "storage_options",
 }
 _BOOL_KEYS = frozenset(
     {"pds", "to_uint8", "compressed", "overwrite", "resume", "verbose", "progress"}
@@ -455,6 +474,14 @@ def _check_value(config: _ConfigFile, key: str, value: object) -> object:
         if not (_is_int(value) or isinstance(value, str)):
             raise config.error(key, f"expected a channel index or name, got {_describe(value)}")
         return parse_channel(value)  # type: ignore[arg-type]
+    if option == "storage_options":
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise config.error(
+                key,
+                "expected a mapping of fsspec options (endpoint_url, profile, ...), "
+                f"got {_describe(value)}",
+            )
+        return value
     if option == "inputs":
         return _check_inputs(config, value)
     return _check_filename_spec(config, value)

@@ -16,6 +16,7 @@ built from a failure goes through :func:`redact`, so no secret is printed.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import uuid
@@ -26,6 +27,8 @@ from typing import Any, BinaryIO
 
 from toile.errors import InputError, OutputError, ToileError
 from toile.storage.base import Buffer, ShardSink, Storage
+
+log = logging.getLogger(__name__)
 
 #: fsspec protocols of object stores: no rename; uploads are invisible until complete.
 OBJECT_STORE_PROTOCOLS = frozenset(
@@ -297,10 +300,16 @@ class FsspecStorage(Storage):
             self.fs.rm_file(self.path_of(name))
 
     def remove_all(self) -> None:
-        with self.errors(self.url, "cannot remove", OutputError):
+        """Best effort, like a local ``rmtree(ignore_errors=True)``: it runs while a failure
+        is reported, which must not be replaced by this one; a leftover is logged."""
+        try:
             with suppress(FileNotFoundError):
                 self.fs.rm(self.root, recursive=True)
-            self.fs.invalidate_cache(self.root)
+        except Exception as error:
+            log.warning(
+                "%s: not removed: %s", self.url, redact(describe_error(error), self.options)
+            )
+        self.fs.invalidate_cache(self.root)
 
     def write_text(self, name: str, text: str) -> None:
         data = text.encode("utf-8")

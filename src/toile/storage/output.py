@@ -20,14 +20,18 @@ the same way as the run it continues.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from toile.errors import ToileError
 from toile.storage import storage_for
 from toile.storage.base import ShardSink, Storage
+
+log = logging.getLogger(__name__)
 
 _MANIFEST_SUFFIX = ".manifest.json"
 
@@ -97,8 +101,11 @@ class DirectStaging(Storage):
     def remove_all(self) -> None:
         """Drop the staging prefix and every shard of the stem not placed by a commit."""
         self.side.remove_all()
-        for name in self._shards():
-            self.output.remove(name)
+        try:
+            for name in self._shards():
+                self.output.remove(name)
+        except ToileError as error:  # best effort: a failure is being reported already
+            log.warning("%s: shards not removed: %s", self.output.url, error)
 
     def write_text(self, name: str, text: str) -> None:
         self._route(name).write_text(name, text)
@@ -143,3 +150,14 @@ def existing_outputs(output: Storage, stem: str) -> list[str]:
     """Names of the shards and manifest of an earlier export with this stem in ``output``."""
     manifest = f"{stem}{_MANIFEST_SUFFIX}"
     return [n for n in output.list() if n == manifest or _is_shard_of(n, stem)]
+
+
+def inspect_output(
+    url: str, stem: str, storage_options: Mapping[str, Any] | None = None
+) -> tuple[list[str], bool]:
+    """Before an export into ``url``: the earlier dataset's names there, and whether an
+    interrupted export left a journal to resume. Checks the bucket, writes nothing."""
+    output = storage_for(url, storage_options)
+    output.ensure()
+    interrupted = output.child(_staging_name(stem)).exists("journal.jsonl")
+    return existing_outputs(output, stem), interrupted
