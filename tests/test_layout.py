@@ -174,3 +174,18 @@ def test_a_sample_larger_than_any_shard_names_recording_and_frame():
             stem="s",
             compressed=True,
         )
+
+
+def test_reading_a_dataset_does_not_load_the_export_machinery():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, toile.dataset\n"
+        "heavy = ('toile.export', 'toile.formats', 'toile.executors', 'tifffile', 'isal')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tifffile', 'isal')"
+        " or m.startswith(heavy)))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
