@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from toile.cli import main
 from toile.formats import discover, open_source
 from toile.synthetic import MovieSpec, generate_frames
-from toile.writers import write_thorimage
+from toile.writers import write_thorimage, write_thorimage_stream
 
 DATA = Path(__file__).parent / "data" / "thorimage"
 SERIES = "mouse_kidney_time_series_z_stack"
@@ -231,3 +231,60 @@ def test_each_sub_image_is_a_recording_of_its_own(capture):
         np.testing.assert_array_equal(
             recording.read_frame(2)[1], _page(capture / "ChanB_0001_0002_0003_0001.tif")
         )
+
+
+def test_streamed_capture_is_read_from_its_raw_stream(tmp_path):
+    """ThorImageLS 3.2 streaming (``Streaming enable="1"``): Image_0001_0001.raw holds,
+    per time point, one plane per channel. This layout, checked on the real stream of
+    the tests/data/thorimage/mouse_kidney_raw capture (in utils2p's test data; 1.3 MB,
+    not kept here), puts that capture's previews exactly at its last frame."""
+    rng = np.random.default_rng(8)
+    frames = rng.integers(0, 1 << 14, (5, 2, 12, 16), dtype=np.uint16)
+    folder = tmp_path / "Untitled_001"
+    raw = write_thorimage_stream(folder, iter(frames), n_channels=2)
+    out = tmp_path / "out"
+    result = _export(str(folder), str(out))
+    assert result.exit_code == 0, result.output
+    samples = _samples(out)
+    assert len(samples) == 5  # the previews are not recordings
+    stream = np.fromfile(raw, "<u2").reshape(5, 2, 12, 16)
+    for t, sample in enumerate(samples):
+        np.testing.assert_array_equal(sample["npy"], stream[t])
+        np.testing.assert_array_equal(sample["npy"], frames[t])
+        assert sample["json"]["frame"]["t"] == pytest.approx(t / 1.426)
+    for c, letter in enumerate("AB"):
+        preview = tifffile.imread(folder / f"Chan{letter}_Preview.tif")
+        np.testing.assert_array_equal(samples[-1]["npy"][c], preview)
+    meta = samples[0]["json"]
+    assert meta["format"] == "thorimage" and meta["source"] == str(raw)
+    assert (meta["size_t"], meta["size_z"], meta["size_c"]) == (5, 1, 2)
+    assert meta["frame_rate_hz"] == 1.426
+    assert meta["time_increment"] == pytest.approx(1 / 1.426)
+    assert [c["name"] for c in meta["channels"]] == ["ChanA", "ChanB"]
+
+
+def test_fast_z_stream_leaves_the_flyback_planes_out(tmp_path):
+    rng = np.random.default_rng(9)
+    frames = rng.integers(1, 1 << 14, (6, 8, 8), dtype=np.uint16)  # 2 volumes of 3 planes
+    folder = tmp_path / "Untitled_002"
+    raw = write_thorimage_stream(folder, iter(frames), size_z=3, flyback_frames=2)
+    stream = np.fromfile(raw, "<u2").reshape(2, 5, 8, 8)  # 3 planes + 2 flyback
+    assert not stream[:, 3:].any()
+    (source,) = discover([str(folder)], tmp_path)
+    with open_source(source) as recording:
+        assert recording.n_frames == 6
+        for i in range(6):
+            t, z = divmod(i, 3)
+            np.testing.assert_array_equal(recording.read_frame(i), stream[t, z])
+            assert recording.frame_metadata(i)["z_index"] == z
+        assert recording.metadata["scale_z"] == 10.0
+        assert recording.metadata["time_increment"] == pytest.approx(5 / 1.426)
+
+
+def test_stream_of_the_wrong_size_is_an_error_naming_it(tmp_path):
+    folder = tmp_path / "Untitled_003"
+    raw = write_thorimage_stream(folder, iter(np.zeros((3, 2, 8, 8), np.uint16)), n_channels=2)
+    raw.write_bytes(raw.read_bytes()[:-10])
+    result = _export(str(folder), str(tmp_path / "out"))
+    assert result.exit_code == 1
+    assert "Image_0001_0001.raw" in result.stderr and "not a whole number" in result.stderr

@@ -14,6 +14,7 @@ import re
 import struct
 import uuid as uuidlib
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
@@ -248,8 +249,6 @@ def _pv_position(x: float, y: float, z: float, indent: str = "    ") -> list[str
 
 def _pv_date(date: str | None) -> str:
     """Prairie View's US-style date (``3/15/2024 10:00:00 AM``) of an ISO date."""
-    from datetime import datetime
-
     when = datetime.fromisoformat(date) if date else datetime(2024, 3, 15, 10, 0, 0)
     hour = when.hour % 12 or 12
     ampm = "AM" if when.hour < 12 else "PM"
@@ -520,7 +519,7 @@ _THOR_EXPERIMENT = """<?xml version="1.0"?>
   <ZStage name="ThorZPiezo" steps="{size_z}" stepSizeUM="{z_step}" startPos="0" zStreamFrames="1" zStreamMode="0" setupPositionMM="0.03" enable="1" />
   <Timelapse timepoints="{size_t}" intervalSec="0" triggerMode="0" />
   <Comments text="" />
-  <LSM name="ResonanceGalvo" scanMode="1" areaMode="0" channel="{channel_set}" fieldSize="21" pixelX="{width}" pixelY="{height}" offsetX="0" offsetY="0" averageMode="1" averageNum="10" clockSource="1" inputRange1="10" inputRange2="11" twoWayAlignment="4" extClockRate="80000000" inputRange3="10" inputRange4="10" flybackCycles="4" minimizeFlybackCycles="1" pixelSizeUM="{pixel_size}" horizontalFlip="0" verticalFlip="0" polarity1="0" polarity2="0" polarity3="0" polarity4="0" interleave="0" dwellTime="0.308199306062498" areaAngle="0" widthUM="{width_um}" heightUM="{height_um}" frameRate="60.087" fineOffsetX="0" fineOffsetY="0" fineScaleX="0" fineScaleY="0" chan1DigOffset="0" chan2DigOffset="0" chan3DigOffset="0" chan4DigOffset="0" pulseMultiplexing="0" pulseMultiplexingPhase="1" />
+  <LSM name="ResonanceGalvo" scanMode="1" areaMode="0" channel="{channel_set}" fieldSize="21" pixelX="{width}" pixelY="{height}" offsetX="0" offsetY="0" averageMode="{average}" averageNum="10" clockSource="1" inputRange1="10" inputRange2="11" twoWayAlignment="4" extClockRate="80000000" inputRange3="10" inputRange4="10" flybackCycles="4" minimizeFlybackCycles="1" pixelSizeUM="{pixel_size}" horizontalFlip="0" verticalFlip="0" polarity1="0" polarity2="0" polarity3="0" polarity4="0" interleave="0" dwellTime="0.308199306062498" areaAngle="0" widthUM="{width_um}" heightUM="{height_um}" frameRate="{frame_rate}" fineOffsetX="0" fineOffsetY="0" fineScaleX="0" fineScaleY="0" chan1DigOffset="0" chan2DigOffset="0" chan3DigOffset="0" chan4DigOffset="0" pulseMultiplexing="0" pulseMultiplexingPhase="1" />
   <PMT {pmt} offsetAVolts="-0.022" offsetBVolts="-0.022" offsetCVolts="0" offsetDVolts="0" />
   <MCLS enable1="0" power1="0" enable2="0" power2="0" enable3="0" power3="0" enable4="0" power4="0" power1percent="0" power2percent="0" power3percent="0" power4percent="0" />
   <PinholeWheel position="0" micrometers="25" adu="1.764" />
@@ -528,10 +527,10 @@ _THOR_EXPERIMENT = """<?xml version="1.0"?>
   <Pockels type="0" pockelsBlankPercentage="0" pockelsMinV="0" pockelsMaxV="1" start="0" stop="0" path="" />
   <Pockels type="0" pockelsBlankPercentage="0" pockelsMinV="0" pockelsMaxV="1" start="0" stop="0" path="" />
   <Pockels type="0" pockelsBlankPercentage="0" pockelsMinV="0" pockelsMaxV="0" start="0" stop="0" path="" />
-  <Streaming enable="0" frames="12000" dmaFrames="64" rawData="0" triggerMode="1" storageMode="0" displayImage="1" zFastEnable="1" zFastMode="1" flybackFrames="3" flybackLines="4" flybackTimeAdjustMS="0" volumeTimeAdjustMS="0" stepTimeAdjustMS="0" previewIndex="1" stimulusTriggering="0" stimulusMaxFrames="0" useReferenceVoltageForFastZPockels="0" />
+  <Streaming enable="{stream}" frames="{stream_frames}" dmaFrames="64" rawData="{stream}" triggerMode="1" storageMode="0" displayImage="1" zFastEnable="{fast_z}" zFastMode="1" flybackFrames="{flyback}" flybackLines="4" flybackTimeAdjustMS="0" volumeTimeAdjustMS="0" stepTimeAdjustMS="0" previewIndex="1" stimulusTriggering="0" stimulusMaxFrames="0" useReferenceVoltageForFastZPockels="0" />
   <PowerRegulator enable="1" type="0" start="1" stop="1" path="C:\\Users\\user\\Documents\\ThorImageLS 3.2\\Application Settings\\powerramps\\Exponential.txt" offset="118" />
   <MultiPhotonLaser enable="1" pos="0" seqEnable="0" seqPos1="0" seqPos2="0" />
-  <CaptureMode mode="0" />
+  <CaptureMode mode="{stream}" />
   <LightPath GalvoGalvo="1" GalvoResonance="1" Camera="0" />
   <Modality name="Multiphoton" primaryDetectorType="1" />
   <ExperimentStatus value="Complete" />
@@ -597,7 +596,7 @@ def write_thorimage(
     with ``TimeIncrement="0"`` and a ``DeltaT`` of 0, as ThorImageLS writes it. Returns
     the TIFF files sorted by name (the first file first).
     """
-    from datetime import datetime, timedelta
+    from datetime import timedelta
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -647,13 +646,49 @@ def write_thorimage(
             acquired + "-00:00",
         )
         tifffile.tiffcomment(path, comment=xml.encode())
+    _thor_experiment(
+        directory,
+        name=name,
+        start=start,
+        n_channels=n_channels,
+        sizes=(size_z, size_t),
+        shape=shape,
+        physical_size=physical_size,
+        z_step=z_step,
+    )
+    return sorted(path for path, *_ in planes)
+
+
+def _thor_experiment(
+    directory: Path,
+    *,
+    name: str,
+    start: datetime,
+    n_channels: int,
+    sizes: tuple[int, int],
+    shape: tuple[int, ...],
+    physical_size: float,
+    z_step: float,
+    frame_rate: float = 60.087,
+    stream_frames: int | None = None,
+    flyback: int = 0,
+) -> Path:
+    """Write ``Experiment.xml`` (``stream_frames``: a streamed capture of that many)."""
+    size_z, size_t = sizes
     letters = [chr(ord("A") + c) for c in range(n_channels)]
     pmt = " ".join(
         f'enable{x}="{int(i < n_channels)}" gain{x}="{THOR_PMT_GAINS[i] if i < n_channels else 0}" '
         f'bandwidth{x}Hz="{80000000 if i < n_channels else 0}"'
         for i, x in enumerate("ABCD")
     )
+    stream = stream_frames is not None
     experiment = _THOR_EXPERIMENT.format(
+        stream=int(stream),
+        stream_frames=stream_frames if stream else 12000,
+        fast_z=int(size_z > 1),
+        flyback=flyback if stream else 3,
+        average=0 if stream else 1,
+        frame_rate=repr(frame_rate),
         name=name,
         date=start.strftime("%m/%d/%Y %H:%M:%S"),
         utime=int(start.timestamp()),
@@ -671,8 +706,69 @@ def write_thorimage(
         height_um=round(shape[0] * physical_size, 2),
         pmt=pmt,
     )
-    (directory / "Experiment.xml").write_text(experiment, encoding="utf-8")
-    return sorted(path for path, *_ in planes)
+    path = Path(directory) / "Experiment.xml"
+    path.write_text(experiment, encoding="utf-8")
+    return path
+
+
+def write_thorimage_stream(
+    directory: Path,
+    frames: Iterable[np.ndarray],
+    *,
+    n_channels: int = 1,
+    size_z: int = 1,
+    flyback_frames: int = 0,
+    frame_rate: float = 1.426,
+    physical_size: float = 2.345,
+    z_step: float = 10.0,
+    date: str = "2020-05-05T17:14:26",
+    name: str = "Untitled_001",
+) -> Path:
+    """Write a streamed ThorImageLS 3.2 capture: ``Image_0001_0001.raw`` (little-endian
+    uint16 planes: per time point, per z plane and then ``flyback_frames`` flyback
+    planes when ``size_z`` > 1 (fast z), per channel), ``ChanA_Preview.tif`` ... (the
+    last frame, the image ThorImageLS leaves on screen) and ``Experiment.xml``.
+    Returns the raw file."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    raw = directory / "Image_0001_0001.raw"
+    shape: tuple[int, ...] | None = None
+    last = None
+    n_frames = 0
+    with open(raw, "wb") as fh:
+        for number, frame in enumerate(_frames(frames, n_channels)):
+            if frame.dtype != np.uint16:
+                raise ValueError(f"ThorImageLS saves uint16 planes, got {frame.dtype}")
+            shape, n_frames, last = frame.shape[1:], number + 1, frame
+            fh.write(frame.astype("<u2").tobytes())
+            if size_z > 1 and (number + 1) % size_z == 0:
+                fh.write(bytes(flyback_frames * frame.nbytes))
+    if shape is None or last is None:
+        raise ValueError(f"{directory}: no frames to write")
+    if n_frames % size_z:
+        raise ValueError(f"{n_frames} frames do not divide into size_z={size_z}")
+    for c, plane in enumerate(last):
+        tifffile.imwrite(
+            directory / f"Chan{chr(ord('A') + c)}_Preview.tif",
+            plane,
+            photometric="minisblack",
+            metadata=None,
+        )
+    size_t = n_frames // size_z
+    _thor_experiment(
+        directory,
+        name=name,
+        start=datetime.fromisoformat(date),
+        n_channels=n_channels,
+        sizes=(size_z, size_t),
+        shape=shape,
+        physical_size=physical_size,
+        z_step=z_step,
+        frame_rate=frame_rate,
+        stream_frames=n_frames,
+        flyback=flyback_frames,
+    )
+    return raw
 
 
 def write_imagej_stack(

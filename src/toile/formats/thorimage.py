@@ -10,21 +10,26 @@ Each file's own OME-XML holds the true ``DeltaT`` of its plane (the first file's
 OME-XML, which describes the whole series, says ``TimeIncrement="0"``); it is read
 with a few small reads when the frame's metadata is asked for.
 
-``ChanA_Preview.tif``, ``ChanB_Preview.tif``, ... are the single images ThorImageLS
-shows while it captures (the last one displayed), not the recording: a streamed
-capture saves its frames in ``Image_0001_0001.raw``. They belong to the folder and are
-never recordings; a folder that holds only previews is an error naming the data
-``Experiment.xml`` describes.
+A streamed capture (``Streaming enable="1"``) saves its frames in
+``Image_0001_0001.raw`` (little-endian uint16 planes: per time point, per z plane and
+its flyback planes with fast z, per channel), read straight from the file.
+``ChanA_Preview.tif``, ``ChanB_Preview.tif``, ... are the images ThorImageLS shows while
+it captures (the last frame: on a real capture they equal the stream's last planes),
+not the recording. They belong to the folder and are never recordings; a folder that
+holds only previews is an error naming the stream ``Experiment.xml`` describes.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import sys
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+import numpy as np
 
 from toile.errors import InputError
 from toile.formats import fields as F
@@ -40,6 +45,8 @@ PLANE_NAME = re.compile(
     r"\.tiff?$"
 )
 PREVIEW_NAME = re.compile(r"^Chan[A-Z]_Preview\.tiff?$")
+#: The stream of a streamed capture (``Streaming enable="1"``).
+RAW_NAME = re.compile(r"^Image_\d{4}_\d{4}\.raw$")
 EXPERIMENT = "Experiment.xml"
 _DELTA_T = re.compile(r"<(?:\w+:)?Plane\b[^>]*?\bDeltaT\s*=\s*\"([^\"]*)\"")
 
@@ -275,7 +282,20 @@ class ThorImageFormat(Format):
                         },
                     )
                 )
-            if not groups:
+            raws = [n for n in names if RAW_NAME.match(n)] if experiment is not None else []
+            for series, raw in enumerate(raws, start=len(groups)):
+                sources.append(
+                    Source(
+                        self.name,
+                        directory / raw,
+                        (*sidecars, directory / raw, *previews),
+                        series=series,
+                        name=directory.name,
+                        detail={"experiment": str(experiment), "raw": raw},
+                    )
+                )
+            candidates.claim(directory / n for n in raws)
+            if not groups and not raws:
                 assert experiment is not None
                 sources.append(
                     Source(
@@ -292,6 +312,8 @@ class ThorImageFormat(Format):
         return sources
 
     def open(self, source: Source, channel: str | int | None = None) -> Recording:
+        if source.detail.get("raw"):
+            return ThorImageRawRecording(source, channel)
         return ThorImageRecording(source, channel)
 
 
@@ -399,11 +421,159 @@ def _no_planes(root: ET.Element | None, directory: Path) -> str:
     """Why a folder with previews only has no recording to read."""
     streaming = root.find("Streaming") if root is not None else None
     if streaming is not None and streaming.get("enable") == "1":
-        raw = sorted(directory.glob("Image_*.raw"))
-        where = (
-            f"its frames are in {raw[0].name}, a raw stream toile does not read"
-            if raw
-            else "its frames were saved to a raw stream (Image_0001_0001.raw), not found"
-        )
+        where = "its frames were saved to a raw stream (Image_0001_0001.raw), not found"
         return f"ThorImageLS streamed capture: {where}; ChanX_Preview.tif images are previews"
     return "no ChanX_..._ZZZZ_TTTT.tif planes: the ChanX_Preview.tif images are previews"
+
+
+class ThorImageRawRecording(Recording):
+    """A streamed ThorImageLS capture: ``Image_0001_0001.raw``, little-endian uint16
+    planes, for each time point each z plane (fast z: then ``Streaming flybackFrames``
+    flyback planes, left out), for each plane each channel (one per ``Wavelength``).
+
+    The number of time points is what the file holds (a capture stopped early keeps the
+    frames it streamed); a file that is not a whole number of them is an error."""
+
+    def __init__(self, source: Source, channel: str | int | None = None) -> None:
+        experiment = Path(source.detail["experiment"])
+        root = parse_experiment(experiment)
+        self.source = source
+        self.vendor_metadata = experiment_json(root)
+        path = Path(source.path)
+        lsm, streaming = root.find("LSM"), root.find("Streaming")
+        wavelengths = root.find("Wavelengths")
+        width = _float(lsm.get("pixelX")) if lsm is not None else None
+        height = _float(lsm.get("pixelY")) if lsm is not None else None
+        if not width or not height or width != int(width) or height != int(height):
+            raise InputError(experiment, "LSM pixelX / pixelY missing: the raw frames' size")
+        self._height, self._width = int(height), int(width)
+        names = [
+            w.get("name") or f"Chan{chr(65 + i)}"
+            for i, w in enumerate(
+                wavelengths.findall("Wavelength") if wavelengths is not None else []
+            )
+        ]
+        if not names:
+            raise InputError(experiment, "no Wavelength entries: the raw stream's channels")
+        zstage = root.find("ZStage")
+        steps = _float(zstage.get("steps")) if zstage is not None else None
+        fast_z = streaming is not None and streaming.get("zFastEnable") == "1"
+        size_z = int(steps) if fast_z and steps and steps > 1 else 1
+        flyback = (
+            _float(streaming.get("flybackFrames")) if size_z > 1 and streaming is not None else 0
+        )
+        self._stored_z = size_z + int(flyback or 0)
+        self._plane_bytes = self._height * self._width * 2
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            raise InputError(path, f"cannot be read ({exc.strerror or exc})") from None
+        per_t = self._plane_bytes * len(names) * self._stored_z
+        if size == 0 or size % per_t:
+            raise InputError(
+                path,
+                f"holds {size} bytes, not a whole number of time points of {len(names)} "
+                f"channel(s) x {self._stored_z} plane(s) of {self._width}x{self._height} "
+                "uint16 (as Experiment.xml describes)",
+            )
+        size_t = size // per_t
+        announced = _float(streaming.get("frames")) if streaming is not None else None
+        if announced and size_z == 1 and announced != size_t:
+            logger.warning(
+                "%s: Experiment.xml announces %d frames, the stream holds %d",
+                path,
+                announced,
+                size_t,
+            )
+        self._size_z = size_z
+        if channel is None:
+            self._channels = list(range(len(names)))
+        else:
+            self._channels = [_channel_index(path, channel, names)]
+        self.channel_names = [names[c] for c in self._channels]
+        self.n_frames = size_t * size_z
+        self.dtype = np.dtype("uint16")
+        hw = (self._height, self._width)
+        self.frame_shape = hw if len(self._channels) == 1 else (len(self._channels), *hw)
+        metadata: dict = {
+            F.SOURCE: str(path),
+            F.SOURCE_FILENAME: path.name,
+            F.FORMAT: F.FORMAT_THORIMAGE,
+        }
+        metadata.update(experiment_fields(root, experiment, [n[-1] for n in names], size_z))
+        rate = metadata.get(F.FRAME_RATE_HZ)
+        if rate and lsm.get("averageMode") != "1":
+            metadata[F.TIME_INCREMENT] = self._stored_z / rate
+            metadata[F.T_UNIT] = F.SECONDS
+        metadata[F.CHANNELS] = [{"name": names[c]} for c in self._channels]
+        metadata.update(
+            {
+                F.FILES: 1,
+                F.SIZE_X: self._width,
+                F.SIZE_Y: self._height,
+                F.SIZE_Z: size_z,
+                F.SIZE_C: len(names),
+                F.SIZE_T: size_t,
+                F.DTYPE: "uint16",
+                F.N_FRAMES: self.n_frames,
+                F.SERIES: source.series,
+            }
+        )
+        self.metadata = metadata
+        self._n_channels = len(names)
+        self._fh = None
+
+    def read_frame(self, index: int, out: np.ndarray | None = None) -> np.ndarray:
+        if not 0 <= index < self.n_frames:
+            raise IndexError(f"frame {index} out of range (0..{self.n_frames - 1})")
+        out = self.check_out(out)
+        t, z = divmod(index, self._size_z)
+        if self._fh is None:
+            try:
+                self._fh = open(self.source.path, "rb")  # noqa: SIM115 - closed by close()
+            except OSError as exc:
+                raise InputError(
+                    self.source.path, f"cannot be read ({exc.strerror or exc})"
+                ) from None
+        planes = out.reshape(len(self._channels), self._height, self._width)
+        for i, c in enumerate(self._channels):
+            plane = (t * self._stored_z + z) * self._n_channels + c
+            self._fh.seek(plane * self._plane_bytes)
+            view = planes[i].reshape(-1).view(np.uint8)
+            if self._fh.readinto(view) != self._plane_bytes:
+                raise InputError(self.source.path, f"truncated file: frame {index} is cut short")
+            if sys.byteorder != "little":
+                planes[i].byteswap(inplace=True)
+        return out
+
+    def frame_metadata(self, index: int) -> dict:
+        if not 0 <= index < self.n_frames:
+            raise IndexError(f"frame {index} out of range (0..{self.n_frames - 1})")
+        t, z = divmod(index, self._size_z)
+        meta: dict = {F.INDEX: index, F.T_INDEX: t, F.Z_INDEX: z}
+        if len(self._channels) == 1 and self._n_channels > 1:
+            meta[F.C_INDEX] = self._channels[0]
+        increment = self.metadata.get(F.TIME_INCREMENT)
+        if increment is not None:
+            meta[F.T] = t * increment
+        return meta
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+def _channel_index(path: Path, channel: str | int, names: list[str]) -> int:
+    if isinstance(channel, int) and 0 <= channel < len(names):
+        return channel
+    if isinstance(channel, str):
+        folded = [n.casefold() for n in names]
+        if channel.casefold() in folded:
+            return folded.index(channel.casefold())
+        if channel.isdigit() and int(channel) < len(names):
+            return int(channel)
+    raise InputError(
+        path,
+        f"no channel {channel!r}; channels are: {', '.join(names)} (or an index 0..{len(names) - 1})",
+    )
