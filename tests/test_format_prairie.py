@@ -422,3 +422,21 @@ def test_pvscan_xml_without_frames_leaves_the_cycle_files_to_their_ome_xml(tmp_p
     with open_source(source) as recording:
         assert recording.metadata["format"] == "prairie-view"
         np.testing.assert_array_equal(recording.read_frame(1), frames[1])
+
+
+def test_broken_pvscan_xml_is_an_error_of_its_recording_only(tmp_path):
+    frames = np.arange(2 * 4 * 4, dtype=np.uint16).reshape(2, 4, 4)
+    folder = tmp_path / "TSeries-b"
+    write_prairie_series(folder, iter(frames), prefix="TSeries-b")
+    xml = folder / "TSeries-b.xml"
+    xml.write_text(xml.read_text(encoding="utf-8-sig")[:-200], encoding="utf-8")
+    good = tmp_path / "TSeries-g"
+    write_prairie_series(good, iter(frames), prefix="TSeries-g")
+    out = tmp_path / "out"
+    result = _export(str(folder), str(good), str(out))
+    assert result.exit_code == 1
+    assert "TSeries-b.xml" in result.stderr and "not a valid PVScan XML" in result.stderr
+    result = _export(str(folder), str(good), str(out), "--on-error", "skip")
+    assert result.exit_code == 3, result.output  # some recordings skipped
+    manifest = json.loads((out / "out.manifest.json").read_text())
+    assert [r["source"] for r in manifest["recordings"]] == [str(good / "TSeries-g.xml")]

@@ -570,9 +570,25 @@ class PrairieFormat(Format):
     def _claim_xml(self, candidates: Candidates, xml: Path, names: list[str]) -> list[Source]:
         """The recordings of one PVScan XML: none when it lists no frame (the folder's
         Cycle files, if any, are then read without it)."""
-        scan = parse_pvscan(xml)
-        found = layouts(scan)
         candidates.claim([xml])
+        try:
+            scan = parse_pvscan(xml)
+        except InputError as exc:
+            # reported when the recording is opened, where --on-error skip applies; the
+            # folder's Cycle files are not recordings of their own meanwhile
+            stem = xml.name[: -len(".xml")]
+            images = [xml.parent / n for n in names if CYCLE_NAME.match(n)]
+            candidates.claim(images)
+            return [
+                Source(
+                    self.name,
+                    xml,
+                    (xml, *images),
+                    name=stem,
+                    detail={"xml": str(xml), "error": exc.problem},
+                )
+            ]
+        found = layouts(scan)
         if not found:
             logger.info("%s: a PVScan XML without frames; the folder is read without it", xml)
             return []
@@ -622,6 +638,8 @@ class PrairieFormat(Format):
         xml = source.detail.get("xml")
         if xml is None:
             return _open_without_xml(source, channel)
+        if source.detail.get("error"):
+            raise InputError(xml, source.detail["error"])
         scan = parse_pvscan(Path(xml))
         layout = _Layout(tuple(source.detail["sequences"]), source.detail["mode"])
         if max(layout.sequences, default=-1) >= len(scan.sequences):
