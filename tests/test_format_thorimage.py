@@ -288,3 +288,14 @@ def test_stream_of_the_wrong_size_is_an_error_naming_it(tmp_path):
     result = _export(str(folder), str(tmp_path / "out"))
     assert result.exit_code == 1
     assert "Image_0001_0001.raw" in result.stderr and "not a whole number" in result.stderr
+
+
+def test_stream_without_previews_named_alone(tmp_path):
+    frames = np.arange(3 * 8 * 8, dtype=np.uint16).reshape(3, 8, 8)
+    folder = tmp_path / "Untitled_006"
+    raw = write_thorimage_stream(folder, iter(frames))
+    (folder / "ChanA_Preview.tif").unlink()
+    (source,) = discover([str(raw)], tmp_path)
+    assert source.format == "thorimage" and source.path == raw
+    with open_source(source) as recording:
+        np.testing.assert_array_equal(recording.read_frame(2), frames[2])

@@ -259,7 +259,8 @@ class ThorImageFormat(Format):
                 experiment = None
             planes = {n: p for n in names if (p := _parse_name(n)) is not None}
             previews = [directory / n for n in names if PREVIEW_NAME.match(n)]
-            if not planes and not (experiment is not None and previews):
+            raws = [n for n in names if RAW_NAME.match(n)] if experiment is not None else []
+            if not planes and not raws and not (experiment is not None and previews):
                 continue
             sidecars = [experiment] if experiment is not None else []
             groups: dict[tuple[int, int], list[str]] = {}
@@ -282,7 +283,6 @@ class ThorImageFormat(Format):
                         },
                     )
                 )
-            raws = [n for n in names if RAW_NAME.match(n)] if experiment is not None else []
             for series, raw in enumerate(raws, start=len(groups)):
                 sources.append(
                     Source(
