@@ -213,3 +213,57 @@ def test_test_recording_refuses_an_existing_output_and_overwrite_replaces_it_who
     (tmp_path / "data" / "sub").mkdir(parents=True)
     kept = _cli(*common[:2], str(tmp_path / "data"), "--layout", "prairie-view", "--overwrite")
     assert kept.exit_code == 1 and "holds directories" in kept.output
+
+
+# --------------------------------------------------------------------------------------
+# Progress and logging, reruns
+
+
+def test_progress_clock_starts_at_the_first_frame():
+    import io
+    import time
+
+    from tqdm import tqdm
+
+    from toile.export.run import _StartOnFirstUpdate
+
+    bar = _StartOnFirstUpdate(tqdm(total=100, file=io.StringIO(), mininterval=0))
+    time.sleep(0.3)  # start-up: opening recordings, starting workers
+    bar.update(1)
+    assert bar.bar.n == 1 and bar.bar.format_dict["elapsed"] < 0.2
+    bar.update(1)
+    assert bar.bar.n == 2
+    bar.close()
+
+
+def test_verbose_without_a_terminal_logs_plain_lines(tmp_path):
+    out = tmp_path / "ds"
+    result = _cli(
+        "export", "test-frames", str(out), "--frames", "3", "--height", "8", "--width", "8",
+        "--verbose",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "\r" not in result.output
+    lines = result.output.splitlines()
+    assert any(
+        "recording 0: synthetic-seed0 (synthetic), 3 frame(s) of 8x8 uint16" in x for x in lines
+    )
+    assert any("recording 0: synthetic-seed0: 3 frame(s) written" in x for x in lines)
+
+
+def test_a_rerun_after_an_interrupt_needs_resume_or_overwrite(tmp_path):
+    out = tmp_path / "ds"
+    staged = out / ".ds.staging"  # what an interrupted first export leaves
+    staged.mkdir(parents=True)
+    (staged / "ds-000000.tar").write_bytes(b"a complete shard")
+    args = ["export", "test-frames", str(out), "--frames", "3", "--height", "16", "--width", "16"]
+    result = _cli(*args)
+    assert result.exit_code == 1
+    assert "holds the complete shards of an interrupted export of 'ds' (.ds.staging); " in (
+        result.output
+    )
+    assert "--resume to continue it, or with --overwrite to start over" in result.output
+    assert (staged / "ds-000000.tar").read_bytes() == b"a complete shard"
+    again = _cli(*args, "--overwrite")
+    assert again.exit_code == 0, again.output
+    assert not staged.exists() and (out / "ds.manifest.json").is_file()

@@ -224,14 +224,40 @@ def _progress_bar(total: int, enabled: bool) -> Any:
         return _NoProgress()
     from tqdm import tqdm
 
-    return tqdm(
-        total=total,
-        unit="frame",
-        file=sys.stderr,
-        dynamic_ncols=True,
-        mininterval=0.5,
-        desc="export",
+    return _StartOnFirstUpdate(
+        tqdm(
+            total=total,
+            unit="frame",
+            file=sys.stderr,
+            dynamic_ncols=True,
+            mininterval=0.5,
+            desc="export",
+        )
     )
+
+
+class _StartOnFirstUpdate:
+    """A tqdm bar whose clock starts at the first frame done, not when it was created.
+
+    Opening the recordings and starting workers takes seconds; counted as the time of
+    the first frame, it made the first estimate hours long.
+    """
+
+    def __init__(self, bar: Any) -> None:
+        self.bar = bar
+        self.started = False
+
+    def update(self, n: int = 1) -> None:
+        if not self.started:
+            self.started = True
+            self.bar.reset(total=self.bar.total)
+        self.bar.update(n)
+
+    def set_description(self, text: str, refresh: bool = True) -> None:
+        self.bar.set_description(text, refresh)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 # --------------------------------------------------------------------------------------
@@ -307,6 +333,12 @@ def _export(
     if config.resume and not interrupted:
         # Checked before planning, so that nothing (not even OUTPUT) is created.
         raise ConfigError(f"{output}: nothing to resume (no interrupted export found)")
+    if interrupted and not (config.resume or config.overwrite):
+        raise OutputError(
+            f"{output}: holds the complete shards of an interrupted export of {stem!r} "
+            f"({staging_name(stem)}); rerun with --resume to continue it, or with "
+            "--overwrite to start over"
+        )
     skipped: list[dict] = []
     options = ConvertOptions(
         encoding=config.format,
@@ -360,6 +392,9 @@ class _Export:
         }
         self.done: dict[int, ShardInfo] = {}
         self.bar: Any = _NoProgress()
+        self.log_recordings = False
+        #: Frames of each recording in the shards accepted so far.
+        self.written: dict[int, int] = {}
 
     # -- phases --------------------------------------------------------------------
 
@@ -396,11 +431,10 @@ class _Export:
         if executor is None:
             executor = make_executor(config, choose_workers(config, self.plans))
         log.info("running on the %s", executor.describe())
-        show = (
-            config.progress
-            if config.progress is not None
-            else (sys.stderr.isatty() or config.verbose)
-        )
+        show = config.progress if config.progress is not None else sys.stderr.isatty()
+        # Without a terminal a bar's redraws would be \r-joined into the log: with
+        # --verbose, one plain line per recording written instead.
+        self.log_recordings = not show and log.isEnabledFor(logging.INFO)
         passes = 1 + int(config.to_uint8) + int(config.compressed)
         self.bar = _progress_bar(sum(p.n_frames for p in self.plans) * passes, show)
         try:
@@ -553,6 +587,20 @@ class _Export:
         self.done[shard.index] = info
         self.journal.append(shard.index, info)
         self.bar.update(info.samples)
+        self._log_written(shard)
+
+    def _log_written(self, shard: PlannedShard) -> None:
+        """One plain log line when all of a recording's frames are in accepted shards."""
+        if not self.log_recordings:
+            return
+        for part in shard.ranges:
+            written = self.written.get(part.recording, 0) + part.count
+            self.written[part.recording] = written
+            job = self.jobs.get(part.recording)
+            if job is not None and written == job.n_frames:
+                log.info(
+                    "recording %d: %s: %d frame(s) written", part.recording, job.label, written
+                )
 
     def _results(
         self,
@@ -812,4 +860,12 @@ def export_test_frames(
         source = synthetic_source(spec)
         with open_source(source) as recording:
             plans.append(plan_of(recording, index, source.name, source, {}))
+        log.info(
+            "recording %d: %s (synthetic), %d frame(s) of %s %s",
+            index,
+            source.name,
+            frames,
+            "x".join(str(n) for n in recording.frame_shape),
+            dtype,
+        )
     return _export(config, plans, None)
