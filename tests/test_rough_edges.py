@@ -267,3 +267,59 @@ def test_a_rerun_after_an_interrupt_needs_resume_or_overwrite(tmp_path):
     again = _cli(*args, "--overwrite")
     assert again.exit_code == 0, again.output
     assert not staged.exists() and (out / "ds.manifest.json").is_file()
+
+
+# --------------------------------------------------------------------------------------
+# --dry-run
+
+
+def _two_recordings(root: Path) -> Path:
+    import numpy as np
+
+    from toile.writers import write_ome_tiff
+
+    inputs = root / "in"
+    inputs.mkdir()
+    rng = np.random.default_rng(0)
+    write_ome_tiff(inputs / "a.ome.tif", rng.integers(0, 4000, (6, 16, 16), dtype=np.uint16))
+    write_ome_tiff(inputs / "b.ome.tif", rng.integers(0, 4000, (4, 16, 16), dtype=np.uint16))
+    return inputs
+
+
+@pytest.mark.parametrize("extra", [[], ["--uint8", "--compressed"]])
+def test_dry_run_reports_the_plan_of_a_real_run_and_writes_nothing(tmp_path, extra):
+    inputs = _two_recordings(tmp_path)
+    out = tmp_path / "ds"
+    args = ["export", "frames", str(inputs), str(out), "--shard-size", "8KB", *extra]
+    result = _cli(*args, "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert not out.exists()
+    text = result.output
+    assert text.startswith(f"dry run: nothing written; {out} would receive ds-*")
+    assert f"[0] {inputs / 'a.ome.tif'} (ome-tiff): 6 frame(s) of 16x16" in text
+    assert f"[1] {inputs / 'b.ome.tif'} (ome-tiff): 4 frame(s) of 16x16" in text
+    if extra:
+        assert "uint8 (from uint16)" in text and "normalization={method: max" in text
+    real = _cli(*args, "--no-progress")
+    assert real.exit_code == 0, real.output
+    manifest = json.loads((out / "ds.manifest.json").read_text())
+    totals = manifest["totals"]
+    assert (
+        f"shards: 2 recording(s), 10 frame(s), {totals['shards']} shard(s), "
+        f"{totals['bytes']:,} bytes" in text
+    )
+    for shard in manifest["shards"]:
+        assert f"  {shard['name']}: {shard['samples']} sample(s), {shard['size']:,} bytes" in text
+
+
+def test_dry_run_fails_on_bad_inputs_as_a_real_run_does(tmp_path):
+    inputs = _two_recordings(tmp_path)
+    (inputs / "c.tif").write_bytes(b"not a tiff")
+    out = tmp_path / "ds"
+    dry = _cli("export", "frames", str(inputs), str(out), "--dry-run")
+    real = _cli("export", "frames", str(inputs), str(out), "--no-progress")
+    assert dry.exit_code == real.exit_code == 1
+    assert dry.output == real.output and dry.output.startswith(f"Error: {inputs / 'c.tif'}: ")
+    skip = _cli("export", "frames", str(inputs), str(out), "--dry-run", "--on-error", "skip")
+    assert skip.exit_code == 0 and f"would skip {inputs / 'c.tif'}: " in skip.output
+    assert not out.exists()

@@ -251,6 +251,12 @@ def _movie_options(frames: int) -> Callable[[Callable], Callable]:
 )
 @_OVERWRITE
 @click.option("--resume", is_flag=True, help="Continue an interrupted export into the same output.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Find, open and check everything, then print the recordings and the shard plan "
+    "instead of writing.",
+)
 @_PROGRESS
 @_VERBOSE
 @click.pass_context
@@ -280,6 +286,7 @@ def export_frames_command(
         )
     _setup_logging(options["verbose"])
     options["format"] = options.pop("format_")
+    dry = options.pop("dry_run")
     cli_options = {
         name: value
         for name, value in options.items()
@@ -294,9 +301,16 @@ def export_frames_command(
         if len(inputs) == 1 and inputs[0].lower().endswith((".yaml", ".yml")):
             config_path = Path(inputs[0])
         config = build_config([] if config_path else list(inputs), output, cli_options, config_path)
+        if dry:
+            from toile.export.run import dry_run
+
+            return dry_run(config)
         return export_frames(config, hold_interrupts_after_commit=True)
 
     result = _run(action)
+    if dry:
+        click.echo(result.format())
+        return
     from toile.export import release_interrupts
 
     try:

@@ -21,6 +21,7 @@ _LAZY = {
     "existing_outputs": "toile.export.run",
     "export_frames": "toile.export.run",
     "export_test_frames": "toile.export.run",
+    "dry_run": "toile.export.run",
     "release_interrupts": "toile.export.run",
     "result_as_dict": "toile.export.run",
     "staging_dir": "toile.export.run",

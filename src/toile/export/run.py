@@ -34,6 +34,7 @@ from typing import Any
 from toile import __version__
 from toile.card import CARD_NAME, card_for, mixed_shapes_warning
 from toile.config import ExportConfig
+from toile.dryrun import DryRun, recording_summary
 from toile.encode import dump_json
 from toile.errors import ConfigError, InputError, OutputError, ToileError
 from toile.executors import Executor, Job, TaskFailure, get_executor
@@ -292,6 +293,16 @@ def make_executor(config: ExportConfig, workers: int) -> Executor:
 # The pipeline
 
 
+def dry_run(config: ExportConfig, *, executor: Executor | None = None) -> DryRun:
+    """What :func:`export_frames` would write for ``config``, without writing anything.
+
+    Recordings are found and opened, options and output checked, the ``--uint8``
+    statistics and the sample sizes measured and the shards laid out, exactly as a
+    real run does (so bad inputs fail the same way); see :mod:`toile.dryrun`.
+    """
+    return _export(config, None, executor, dry_run=True)
+
+
 def export_frames(
     config: ExportConfig,
     *,
@@ -313,7 +324,8 @@ def _export(
     plans: list[RecordingPlan] | None,
     executor: Executor | None,
     hold_after_commit: bool = False,
-) -> ExportResult:
+    dry_run: bool = False,
+) -> Any:
     started = time.perf_counter()
     output = config.output
     stem = config.stem
@@ -356,7 +368,7 @@ def _export(
     token = uuid.uuid4().hex[:12]
     try:
         return _Export(config, plans, options, skipped, token, hold_after_commit).run(
-            executor, started
+            executor, started, dry_run
         )
     finally:
         samples.forget(token)
@@ -398,7 +410,7 @@ class _Export:
 
     # -- phases --------------------------------------------------------------------
 
-    def run(self, executor: Executor | None, started: float) -> ExportResult:
+    def run(self, executor: Executor | None, started: float, dry_run: bool = False) -> Any:
         config = self.config
         if not self.plans:
             raise InputError(
@@ -442,6 +454,10 @@ class _Export:
                 if executor.in_process and self.plans[0].opened is not None:
                     samples.adopt(self.jobs[self.plans[0].recording_index], self.plans[0].opened)
                     self.plans[0].opened = None
+                if dry_run:
+                    report = self._plan_only(executor)
+                    self.bar.close()
+                    return report
                 try:
                     shards = self._write(executor, journaled)
                 except BaseException:
@@ -511,6 +527,34 @@ class _Export:
                 first = False
             if self._assemble(executor, layout):
                 return [self.done[s.index] for s in layout]
+
+    def _plan_only(self, executor: Executor) -> DryRun:
+        """Everything a run does before its first shard, then the plan instead of shards."""
+        if self.options.to_uint8:
+            self._stats(executor)
+        sizes = self._measure(executor)
+        config = self.config
+        layout = plan_shards(
+            [sizes[i] for i in sorted(sizes) if i in self.jobs],
+            max_size=config.shard_size,
+            overhead=shard_overhead(config.compressed),
+            stem=config.stem,
+            compressed=config.compressed,
+        )
+        return DryRun(
+            output=config.output,
+            stem=config.stem,
+            encoding=config.format,
+            compressed=config.compressed,
+            shard_size=config.shard_size,
+            recordings=[
+                recording_summary(p, config.to_uint8, self.jobs[p.recording_index].mapping)
+                for p in self.plans
+                if p.recording_index in self.jobs
+            ],
+            shards=[(s.name, s.samples, s.size) for s in layout],
+            skipped=self.skipped,
+        )
 
     def _stats(self, executor: Executor) -> None:
         jobs = [
