@@ -323,3 +323,13 @@ def test_dry_run_fails_on_bad_inputs_as_a_real_run_does(tmp_path):
     skip = _cli("export", "frames", str(inputs), str(out), "--dry-run", "--on-error", "skip")
     assert skip.exit_code == 0 and f"would skip {inputs / 'c.tif'}: " in skip.output
     assert not out.exists()
+
+
+def test_a_hidden_output_directory_says_the_stem_came_from_its_name(tmp_path):
+    result = _cli("export", "test-frames", str(tmp_path / ".hid"), "--frames", "2")
+    assert result.exit_code == 2
+    message = " ".join(result.output.split())
+    assert "invalid output stem '.hid', taken from the output directory's name" in message
+    assert "give a stem with --stem" in message
+    assert _cli("export", "test-frames", str(tmp_path / ".hid"), "--frames", "2", "--height",
+                "8", "--width", "8", "--stem", "ok").exit_code == 0  # fmt: skip

@@ -217,10 +217,16 @@ def make_config(
     if overwrite and resume:
         raise ConfigError("--overwrite and --resume exclude each other")
     executor = check_executor(executor, scheduler, scheduler_file)
+    from_directory = not stem
     stem = stem if stem else _output_name(output)
     from toile.names import stem_problem
 
     problem = stem_problem(stem)
+    if problem is not None and from_directory:
+        raise ConfigError(
+            f"invalid output stem {stem!r}, taken from the output directory's name "
+            f"({output}): {problem}; give a stem with --stem (stem: in YAML)"
+        )
     if problem is not None:
         raise ConfigError(f"invalid output stem {stem!r}: {problem}; choose another with --stem")
     return ExportConfig(
