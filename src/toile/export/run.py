@@ -426,14 +426,6 @@ class _Export:
         )
         if mixed is not None:
             log.warning("%s", mixed)
-        mixed = mixed_shapes_warning(
-            [
-                {"frame_shape": p.frame_shape, "dtype": "uint8" if config.to_uint8 else p.dtype}
-                for p in self.plans
-            ]
-        )
-        if mixed is not None:
-            log.warning("%s", mixed)
         output_options = _output_options(config)
         self.fingerprint = _fingerprint(output_options, self.plans, self.skipped)
         journaled: dict[int, ShardInfo] = {}
