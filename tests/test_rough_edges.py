@@ -333,3 +333,26 @@ def test_a_hidden_output_directory_says_the_stem_came_from_its_name(tmp_path):
     assert "give a stem with --stem" in message
     assert _cli("export", "test-frames", str(tmp_path / ".hid"), "--frames", "2", "--height",
                 "8", "--width", "8", "--stem", "ok").exit_code == 0  # fmt: skip
+
+
+def test_mixed_frame_shapes_warn_once_and_the_manifest_says_so(tmp_path, caplog):
+    import logging
+
+    import numpy as np
+
+    from toile.writers import write_ome_tiff
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    write_ome_tiff(inputs / "a.ome.tif", np.zeros((2, 8, 8), np.uint16))
+    write_ome_tiff(inputs / "b.ome.tif", np.zeros((2, 2, 8, 8), np.uint16), channels=["x", "y"])
+    write_ome_tiff(inputs / "c.ome.tif", np.zeros((2, 8, 8), np.uint16))
+    out = tmp_path / "ds"
+    with caplog.at_level(logging.WARNING):
+        export_frames(make_config([str(inputs)], out, workers=1, progress=False))
+    warnings = [r.getMessage() for r in caplog.records if "differ in shape" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "8x8 uint16 (2 recording(s)); 2x8x8 uint16 (1 recording(s))" in warnings[0]
+    manifest = json.loads((out / "ds.manifest.json").read_text())
+    assert manifest["frame_shapes"]["uniform"] is False
+    assert (out / "README.md").read_text().count("json") >= 2  # the card types npy as Json
