@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import time
 
 import numpy as np
 import pytest
@@ -34,6 +35,14 @@ def _small_parts(url: str) -> FsspecStorage:
     return storage
 
 
+def _open_uploads(s3: S3, count: int) -> list[str]:
+    """The open multipart uploads, once ``count`` are there (parts go up on a thread)."""
+    deadline = time.monotonic() + 15
+    while len(found := s3.uploads()) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return found
+
+
 def test_a_multipart_shard_is_invisible_until_it_completes(s3: S3) -> None:
     storage = _small_parts(f"{s3.url}/ds")
     assert storage.direct_writes
@@ -41,8 +50,8 @@ def test_a_multipart_shard_is_invisible_until_it_completes(s3: S3) -> None:
     sink = storage.create("x-000000.tar")
     for start in range(0, len(data), MIB):
         sink.write([data[start : start + MIB]])
-    assert s3.keys() == []  # two parts uploaded, nothing visible
-    assert s3.uploads() == ["ds/x-000000.tar"]
+    assert _open_uploads(s3, 1) == ["ds/x-000000.tar"]
+    assert s3.keys() == []  # parts uploaded, nothing visible
     committed = sink.commit()
     assert s3.keys() == ["ds/x-000000.tar"] and s3.uploads() == []
     assert (
@@ -56,7 +65,7 @@ def test_an_aborted_multipart_upload_is_gone(s3: S3) -> None:
     storage = _small_parts(f"{s3.url}/ds")
     sink = storage.create("x-000000.tar")
     sink.write([bytes(6 * MIB)])
-    assert s3.uploads() == ["ds/x-000000.tar"]
+    assert _open_uploads(s3, 1) == ["ds/x-000000.tar"]
     sink.abort()
     assert s3.keys() == [] and s3.uploads() == []
 
@@ -134,7 +143,7 @@ def test_connection_refused_mid_upload(s3: S3, monkeypatch: pytest.MonkeyPatch) 
         storage = _small_parts(f"{s3.url}/ds")
         sink = storage.create("x-000000.tar")
         sink.write([bytes(6 * MIB)])  # one part went through the relay
-        assert s3.uploads() == ["ds/x-000000.tar"]
+        assert _open_uploads(s3, 1) == ["ds/x-000000.tar"]
         relay.stop()
         with pytest.raises(OutputError) as caught:
             sink.write([bytes(6 * MIB)])

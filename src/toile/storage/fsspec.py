@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import re
+import threading
 import uuid
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +40,10 @@ OBJECT_STORE_PROTOCOLS = frozenset(
 #: Multipart part size of a shard upload (s3fs's minimum is 5 MiB). Larger parts mean
 #: fewer requests; each writer holds up to one part in memory.
 PART_SIZE = 16 * 1024 * 1024
+
+#: Write batches queued for the upload thread of one shard (each a few hundred KiB):
+#: bounds what a writer holds besides the part being uploaded.
+UPLOAD_QUEUE = 32
 
 #: Option names whose values are secrets, in ``storage_options`` (any nesting).
 _SECRET_OPTION = re.compile(r"secret|token|password|passwd|credential|session|key", re.I)
@@ -139,14 +145,41 @@ class FsspecSink(ShardSink):
             self._hasher.cancel()
             self._done = True
             raise
+        # Parts are uploaded on a thread of their own, so that packing and hashing the
+        # next bytes overlaps the upload of the last part.
+        self._queue: queue.Queue[list[Buffer] | None] = queue.Queue(UPLOAD_QUEUE)
+        self._failure: BaseException | None = None
+        self._pump = threading.Thread(target=self._upload, name="toile-upload", daemon=True)
+        self._pump.start()
+
+    def _upload(self) -> None:
+        while (chunks := self._queue.get()) is not None:
+            if self._failure is not None:
+                continue  # drain: the writer sees the failure at its next write
+            try:
+                for chunk in chunks:
+                    self._file.write(chunk)
+            except BaseException as error:
+                self._failure = error
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            with self._storage.errors(self.url, "upload failed", OutputError):
+                raise self._failure
 
     def _write(self, chunks: list[Buffer]) -> None:
-        with self._storage.errors(self.url, "upload failed", OutputError):
-            for chunk in chunks:
-                self._file.write(chunk)
+        self._raise_failure()
+        self._queue.put(chunks)
+
+    def _stop_pump(self) -> None:
+        if self._pump.is_alive():
+            self._queue.put(None)
+            self._pump.join()
 
     def _commit(self) -> None:
         storage = self._storage
+        self._stop_pump()
+        self._raise_failure()
         with storage.errors(self.url, "upload failed", OutputError):
             file, self._file = self._file, None
             try:
@@ -158,6 +191,8 @@ class FsspecSink(ShardSink):
                 storage.fs.mv(self._target, self._final)
 
     def _abort(self) -> None:
+        self._failure = self._failure or OutputError("aborted")  # the pump stops writing
+        self._stop_pump()
         file, self._file = self._file, None
         if file is not None and self._target == self._final:
             _discard(file)
