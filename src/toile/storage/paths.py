@@ -78,6 +78,23 @@ class StoragePath:
             return StoragePath(self.storage, self.relative.rpartition("/")[0])
         return self
 
+    @property
+    def suffixes(self) -> list[str]:
+        name = self.name
+        return ["." + part for part in name.lstrip(".").split(".")[1:]]
+
+    @property
+    def suffix(self) -> str:
+        suffixes = self.suffixes
+        return suffixes[-1] if suffixes else ""
+
+    @property
+    def stem(self) -> str:
+        return self.name[: len(self.name) - len(self.suffix)] if self.suffix else self.name
+
+    def with_name(self, name: str) -> StoragePath:
+        return self.parent / name
+
     def absolute(self) -> StoragePath:
         return self
 

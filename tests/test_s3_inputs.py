@@ -1,0 +1,66 @@
+"""Recordings read from a bucket: URL globs to path-like objects, planes read exactly."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import tifffile
+from s3_server import S3
+
+from toile.errors import InputError
+from toile.storage.inputs import open_binary, split_patterns, url_inputs
+
+
+def _tiff(frames: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, frames, photometric="minisblack", metadata={"axes": "TYX"})
+    return buffer.getvalue()
+
+
+def test_url_globs_expand_to_objects_read_with_exact_pixels(s3: S3, tmp_path) -> None:
+    rng = np.random.default_rng(5)
+    movies = {
+        "raw/a/rec.ome.tif": rng.integers(0, 65535, (30, 24, 20), dtype=np.uint16),
+        "raw/b/c/rec2.ome.tif": rng.integers(0, 65535, (7, 24, 20), dtype=np.uint16),
+    }
+    for key, movie in movies.items():
+        s3.put(key, _tiff(movie))
+    s3.put("raw/a/notes.txt", b"not a recording")
+    local, urls = split_patterns([str(tmp_path / "x.tif"), f"{s3.url}/raw/**/*.ome.tif"])
+    assert local == [str(tmp_path / "x.tif")] and urls == [f"{s3.url}/raw/**/*.ome.tif"]
+    paths = url_inputs(urls)
+    assert [str(p) for p in paths] == [f"{s3.url}/{key}" for key in sorted(movies)]
+    first = paths[0]
+    assert (first.name, first.suffix, first.suffixes, first.stem) == (
+        "rec.ome.tif",
+        ".tif",
+        [".ome", ".tif"],
+        "rec.ome",
+    )
+    assert first.is_file() and first.stat().st_size == len(s3.get("raw/a/rec.ome.tif"))
+    assert str(first.parent) == f"{s3.url}/raw/a"
+    assert sorted(p.name for p in first.parent.iterdir()) == ["notes.txt", "rec.ome.tif"]
+    for path, key in zip(paths, sorted(movies), strict=True):
+        with open_binary(path) as handle, tifffile.TiffFile(handle) as tif:
+            planes = np.stack([page.asarray() for page in tif.pages])
+        np.testing.assert_array_equal(planes, movies[key])
+    with open_binary(str(paths[1])) as handle:  # a URL string works too
+        assert handle.read(2) in (b"II", b"MM")
+    (tmp_path / "local.bin").write_bytes(b"MM")
+    with open_binary(tmp_path / "local.bin") as handle:
+        assert handle.read() == b"MM"
+    prefix = url_inputs([f"{s3.url}/raw/a"])  # a prefix: every object below it
+    assert [p.name for p in prefix] == ["notes.txt", "rec.ome.tif"]
+
+
+def test_url_patterns_that_match_nothing_are_one_line(s3: S3) -> None:
+    s3.put("raw/notes.txt", b"x")
+    with pytest.raises(InputError) as caught:
+        url_inputs([f"{s3.url}/raw/**/*.tif"])
+    assert str(caught.value) == f"{s3.url}/raw/**/*.tif: matches no object"
+    with pytest.raises(InputError, match=r"raw: matches no TIFF file$"):
+        url_inputs([f"{s3.url}/raw"])
+    with pytest.raises(InputError, match=r"missing\.tif: does not exist$"):
+        url_inputs([f"{s3.url}/raw/missing.tif"])
