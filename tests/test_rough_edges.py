@@ -356,3 +356,11 @@ def test_mixed_frame_shapes_warn_once_and_the_manifest_says_so(tmp_path, caplog)
     manifest = json.loads((out / "ds.manifest.json").read_text())
     assert manifest["frame_shapes"]["uniform"] is False
     assert (out / "README.md").read_text().count("json") >= 2  # the card types npy as Json
+
+
+def test_test_recording_file_layouts_name_the_layout(tmp_path):
+    result = _cli("export", "test-recording", str(tmp_path / "rec"), "--layout", "ome-tiff")
+    assert result.exit_code == 2
+    text = " ".join(result.output.split())
+    assert "--layout ome-tiff writes one file, whose name must end in .tif or .tiff" in text
+    assert "a ome-tiff" not in text

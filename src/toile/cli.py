@@ -426,7 +426,8 @@ def export_test_recording_command(
         directory_layouts = ("prairie-view", "thorimage", "scanimage")
         if layout not in directory_layouts and not output.name.lower().endswith((".tif", ".tiff")):
             raise click.BadParameter(
-                f"{output}: a {layout} recording is a file whose name ends in .tif or .tiff",
+                f"{output}: --layout {layout} writes one file, whose name must end in "
+                ".tif or .tiff",
                 param_hint="OUTPUT",
             )
         _clear_recording_output(output, overwrite)
