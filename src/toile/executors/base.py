@@ -102,7 +102,11 @@ class Executor(ABC):
         self.workers = max(1, int(workers))
 
     def __enter__(self) -> Executor:
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self.close(abort=True)  # whatever did start (an interrupted start-up) stops
+            raise
         return self
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:

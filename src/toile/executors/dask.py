@@ -18,7 +18,10 @@ Needs the ``toile[dask]`` extra (``distributed``, ``dask-jobqueue``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -72,6 +75,23 @@ def _run_task(function: Callable[..., Any], args: tuple, stop_event: str) -> Any
         base.set_stop_check(base._never)
 
 
+@contextlib.contextmanager
+def _interrupt_after() -> Iterator[None]:
+    """Hold Ctrl-C while a local cluster starts, then raise it: a cluster interrupted
+    half-way cannot be closed (distributed fails on it at exit)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    arrived: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: arrived.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if arrived:
+        raise KeyboardInterrupt
+
+
 class DaskExecutor(Executor):
     name = "dask"
     #: Times Dask runs a failed task again (a lost worker is rescheduled by Dask itself).
@@ -109,17 +129,8 @@ class DaskExecutor(Executor):
                     scheduler_file=str(self.scheduler_file), timeout=CONNECT_TIMEOUT
                 )
             else:
-                self.cluster = distributed.LocalCluster(
-                    n_workers=self.workers,
-                    threads_per_worker=1,
-                    processes=True,
-                    host="127.0.0.1",
-                    scheduler_port=0,
-                    dashboard_address=None,
-                    # no dashboard; its HTTP routes on a free local port, not 8787
-                    scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-                    silence_logs=logging.ERROR,
-                )
+                with _interrupt_after():
+                    self.cluster = self._local_cluster(distributed)
                 self.client = distributed.Client(self.cluster)
         except (OSError, TimeoutError) as error:
             where = self.scheduler or self.scheduler_file or "a local cluster"
@@ -128,6 +139,19 @@ class DaskExecutor(Executor):
         import uuid
 
         self._stop = f"toile-stop-{uuid.uuid4().hex[:12]}"
+
+    def _local_cluster(self, distributed: Any) -> Any:
+        return distributed.LocalCluster(
+            n_workers=self.workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            scheduler_port=0,
+            dashboard_address=None,
+            # no dashboard; its HTTP routes on a free local port, not 8787
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+            silence_logs=logging.ERROR,
+        )
 
     def run(self, function: Callable[..., Any], jobs: Sequence[Job]) -> Iterator[tuple[Job, Any]]:
         distributed = _distributed()
