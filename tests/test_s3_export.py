@@ -197,3 +197,13 @@ def test_storage_options_from_yaml(s3: S3, tmp_path: Path, monkeypatch: pytest.M
     s3fs.S3FileSystem.clear_instance_cache()
     images = np.stack([frame.image for frame in toile.open(f"{s3.url}/yaml")])
     np.testing.assert_array_equal(images, movie)
+
+
+def test_dask_workers_write_their_shards_to_the_bucket(s3: S3, tmp_path: Path) -> None:
+    """A real LocalCluster of two worker processes uploads the shards itself."""
+    url = f"{s3.url}/dask"
+    options = {**SMALL, "frames": 40, "stem": "dask"}
+    export_test_frames(url, executor="dask", workers=2, **options)
+    export_test_frames(tmp_path / "dask", **options)
+    assert _shards(s3, "dask") == _local_digests(tmp_path / "dask")
+    assert verify_dataset(url).ok
