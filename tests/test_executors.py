@@ -301,3 +301,37 @@ def test_a_recording_failing_mid_way_is_skipped_and_the_rest_replanned(
     shards = sorted(p.name for p in output.iterdir() if ".tar" in p.name)
     assert shards == [s["name"] for s in manifest["shards"]]
     assert not (output / ".ds.staging").exists()
+
+
+def test_manifest_holds_each_recordings_vendor_metadata_once(tmp_path):
+    from toile.formats import discover, open_source
+    from toile.writers import write_prairie_series
+
+    series = tmp_path / "TSeries-001"
+    write_prairie_series(series, iter(_frames(4, seed=5)))
+    stack = tmp_path / "plain.tif"
+    write_imagej_stack(stack, iter(_frames(3, seed=6)))
+    output = tmp_path / "out"
+    _export([str(series), str(stack)], output)
+    manifest = json.loads((output / "ds.manifest.json").read_text())
+    by_source = {Path(r["source"]).name: r for r in manifest["recordings"]}
+    for source in discover([str(series), str(stack)], tmp_path):
+        with open_source(source) as recording:
+            entry = by_source[source.path.name]
+            assert entry["format"] == recording.metadata.get("format", source.format)
+            if recording.vendor_metadata is None:
+                assert "vendor_metadata" not in entry
+            else:
+                assert entry["vendor_metadata"] == json.loads(json.dumps(recording.vendor_metadata))
+    samples = [json.loads(m) for m in _json_members(output)]
+    assert samples and all("vendor_metadata" not in s for s in samples)
+
+
+def _json_members(output: Path) -> list[bytes]:
+    import tarfile
+
+    found = []
+    for shard in sorted(output.glob("*.tar")):
+        with tarfile.open(shard) as tar:
+            found += [tar.extractfile(m).read() for m in tar if m.name.endswith(".json")]
+    return found
