@@ -146,3 +146,18 @@ def test_matplotlib_is_imported_only_by_preview(tmp_path):
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_preview_of_a_dataset_in_a_bucket(s3, tmp_path):
+    out = _export(tmp_path / "ds", compressed=True)
+    for path in sorted(out.iterdir()):
+        s3.put(f"data/ds/{path.name}", path.read_bytes())
+    png = tmp_path / "p.png"
+    result = CliRunner().invoke(main, ["preview", f"{s3.url}/data/ds", "-o", str(png)])
+    assert result.exit_code == 0, result.output
+    assert _png_size(png) == (1600, int(100 * (0.9 + 3.4)))
+    source = from_dataset(f"{s3.url}/data/ds", max_frames=3)
+    [recording] = source.recordings
+    expected = list(generate_frames(MovieSpec(FRAMES, *SHAPE, seed=0)))
+    for index, frame in zip(recording.indices, recording.frames, strict=True):
+        np.testing.assert_array_equal(frame, expected[index])

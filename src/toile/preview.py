@@ -19,6 +19,7 @@ arrays (:func:`summarise`) need numpy and scikit-image only.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import tarfile
@@ -248,9 +249,8 @@ def from_dataset(
     for info, url in zip(manifest.shards, manifest.urls, strict=True):
         if not needed(info.first_key, info.last_key):
             continue
-        mode = "r:gz" if manifest.compressed else "r:"
         try:
-            with tarfile.open(url, mode=mode) as tar:
+            with _open_tar(url, manifest.compressed) as tar:
                 for member in tar:
                     key, ext = _split_member(member.name)
                     parsed = _parse_key(key)
@@ -296,6 +296,20 @@ def from_dataset(
         recordings=list(previews.values()),
         shown_of=len(listed),
     )
+
+
+@contextlib.contextmanager
+def _open_tar(url: str, compressed: bool) -> Iterator[tarfile.TarFile]:
+    """A local shard opened for seeking over the members not needed; a URL (``s3://``)
+    streamed through :mod:`toile.storage`."""
+    if "://" not in url:
+        with tarfile.open(url, mode="r:gz" if compressed else "r:") as tar:
+            yield tar
+        return
+    from toile.dataset import _open_shard
+
+    with _open_shard(url) as handle, tarfile.open(fileobj=handle, mode="r|*") as tar:
+        yield tar
 
 
 def _bytes_io(data: bytes) -> Any:
@@ -441,6 +455,14 @@ def build_figure(source: PreviewSource, dpi: int = 100) -> Any:
 
 def is_dataset(path: str | Path) -> bool:
     """Whether ``path`` is a dataset directory or manifest (else it is taken as an input)."""
+    if "://" in str(path):
+        from toile.dataset import find_manifest
+
+        try:
+            find_manifest(str(path))
+        except ToileError:
+            return False
+        return True
     path = Path(path)
     if path.is_file():
         return path.name.endswith(".manifest.json")
