@@ -272,9 +272,14 @@ def choose_workers(config: ExportConfig, plans: list[RecordingPlan]) -> int:
     pixel_bytes = sum(p.n_frames * frame_bytes(p) for p in plans)
     shards = max(1, -(-pixel_bytes // config.shard_size))
     tasks = shards
+    cores = os.cpu_count() or 1
     if config.compressed or config.to_uint8:
         tasks = max(shards, len(plans))
-    return max(1, min(os.cpu_count() or 1, tasks, pixel_bytes // BYTES_PER_WORKER))
+    else:
+        # A plain shard keeps two cores busy (the copy, and its SHA-256 on a helper
+        # thread): measured on 2 cores, a second process made a plain export slower.
+        cores = max(1, cores // 2)
+    return max(1, min(cores, tasks, pixel_bytes // BYTES_PER_WORKER))
 
 
 def make_executor(config: ExportConfig, workers: int) -> Executor:
