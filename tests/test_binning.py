@@ -171,3 +171,22 @@ def test_bin_larger_than_the_frame_is_an_input_error(tmp_path):
     assert result.exit_code == 1
     assert f"Error: {path}: cannot bin by 9: a 8 x 8 frame is smaller" in result.output
     assert not (tmp_path / "ds").exists()
+
+
+def test_bin_in_yaml_and_make_config(tmp_path):
+    from toile.config import build_config, make_config
+    from toile.errors import ConfigError, ConfigFileError
+
+    config_file = tmp_path / "c.yaml"
+    config_file.write_text("inputs: [a.tif]\nbin: 2\n")
+    assert build_config([], tmp_path / "o", {}, config_file).bin_factor == 2
+    assert build_config([], tmp_path / "o", {"bin_factor": 4}, config_file).bin_factor == 4
+    config_file.write_text("inputs: [a.tif]\nbin: 0\n")
+    with pytest.raises(ConfigFileError, match="line 2: bin: must be at least 1, got 0"):
+        build_config([], tmp_path / "o", {}, config_file)
+    config_file.write_text("inputs: [a.tif]\nbin: two\n")
+    with pytest.raises(ConfigFileError, match="line 2: bin: expected an integer"):
+        build_config([], tmp_path / "o", {}, config_file)
+    assert make_config(["a.tif"], tmp_path / "o", bin_factor=1).bin_factor is None
+    with pytest.raises(ConfigError, match="bin must be an integer of at least 1"):
+        make_config(["a.tif"], tmp_path / "o", bin_factor=-2)
