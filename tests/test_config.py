@@ -17,7 +17,7 @@ from toile.config import (
     make_config,
 )
 from toile.errors import ConfigError
-from toile.inputs import resolve_inputs
+from toile.formats import discover as resolve_inputs
 
 README_CONFIG = """\
 # config.yaml

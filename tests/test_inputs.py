@@ -10,7 +10,8 @@ import pytest
 import tifffile
 
 from toile.errors import InputError
-from toile.inputs import RecordingSource, is_tiff_name, resolve_inputs
+from toile.formats import Source, discover, open_source
+from toile.formats.discover import is_tiff_name
 
 OME_NS = "http://www.openmicroscopy.org/Schemas/OME/2016-06"
 TS1 = "TSeries-03152024-001"
@@ -64,7 +65,7 @@ def tree(tmp_path: Path) -> Path:
     return root
 
 
-def summary(sources: list[RecordingSource], root: Path) -> list[tuple]:
+def summary(sources: list[Source], root: Path) -> list[tuple]:
     return [(str(s.path.relative_to(root)), s.series, s.name, len(s.files)) for s in sources]
 
 
@@ -80,25 +81,25 @@ def expected_tree() -> list[tuple]:
 
 
 def test_directory_of_recordings(tree: Path) -> None:
-    assert summary(resolve_inputs([str(tree)], tree), tree) == expected_tree()
+    assert summary(discover([str(tree)], tree), tree) == expected_tree()
 
 
 def test_glob_over_all_files(tree: Path) -> None:
-    assert summary(resolve_inputs([str(tree / "*" / "*.tif")], tree), tree) == expected_tree()
+    assert summary(discover([str(tree / "*" / "*.tif")], tree), tree) == expected_tree()
 
 
 def test_recursive_glob_relative_to_base_dir(tree: Path, tmp_path: Path) -> None:
-    assert summary(resolve_inputs(["root/**/*.tif"], tmp_path), tree) == expected_tree()
-    assert summary(resolve_inputs(["**/"], tree), tree) == expected_tree()
+    assert summary(discover(["root/**/*.tif"], tmp_path), tree) == expected_tree()
+    assert summary(discover(["**/"], tree), tree) == expected_tree()
 
 
 def test_glob_of_directories(tree: Path) -> None:
-    sources = resolve_inputs(["ts_*/"], tree)
+    sources = discover(["ts_*/"], tree)
     assert [s.name for s in sources] == [TS1, TS2]
 
 
 def test_prairie_series_files_sorted_and_master_first(tree: Path) -> None:
-    (source,) = resolve_inputs(["ts_two"], tree)
+    (source,) = discover(["ts_two"], tree)
     names = [p.name for p in source.files]
     assert names == [
         prairie_name(TS2, cycle, channel, index)
@@ -111,22 +112,23 @@ def test_prairie_series_files_sorted_and_master_first(tree: Path) -> None:
 
 
 def test_any_file_of_a_prairie_series_gives_the_whole_series(tree: Path) -> None:
-    (source,) = resolve_inputs([f"ts_two/{prairie_name(TS2, 2, 2, 2)}"], tree)
+    (source,) = discover([f"ts_two/{prairie_name(TS2, 2, 2, 2)}"], tree)
     assert source.path.name == prairie_name(TS2, 1, 1, 1)
     assert len(source.files) == 8
 
 
 def test_duplicates_removed_and_pattern_order_irrelevant(tree: Path) -> None:
     patterns = [str(tree), "stacks/plain.tif", "**/*.tif", f"ts_one/{prairie_name(TS1, 1, 1, 2)}"]
-    assert summary(resolve_inputs(patterns, tree), tree) == expected_tree()
-    assert resolve_inputs(patterns[::-1], tree) == resolve_inputs(patterns, tree)
+    assert summary(discover(patterns, tree), tree) == expected_tree()
+    assert discover(patterns[::-1], tree) == discover(patterns, tree)
 
 
 def test_single_files_any_case(tmp_path: Path) -> None:
     for name in ("a.TIF", "b.tiff", "c.OME.TIFF"):
         tifffile.imwrite(tmp_path / name, np.zeros((8, 8), np.uint8))
-        (source,) = resolve_inputs([name], tmp_path)
-        assert source == RecordingSource(tmp_path / name, (tmp_path / name,), 0, name)
+        (source,) = discover([name], tmp_path)
+        fmt = "ome-tiff" if ".OME." in name else "tiff"  # tifffile writes OME-XML there
+        assert source == Source(fmt, tmp_path / name, (tmp_path / name,), 0, name)
     assert is_tiff_name("x.ome.tif") and not is_tiff_name("x.tif.txt")
 
 
@@ -134,7 +136,7 @@ def test_nested_directories_any_depth(tmp_path: Path) -> None:
     deep = tmp_path / "a" / "b" / "c"
     write_prairie(deep / "ts", TS1, 1, 1, 2)
     tifffile.imwrite(tmp_path / "a" / "top.tif", np.zeros((8, 8), np.uint8))
-    sources = resolve_inputs(["a"], tmp_path)
+    sources = discover(["a"], tmp_path)
     assert [s.name for s in sources] == [TS1, "top.tif"]
 
 
@@ -142,19 +144,19 @@ def test_hidden_files_and_symlink_loops(tmp_path: Path) -> None:
     tifffile.imwrite(tmp_path / "rec.tif", np.zeros((8, 8), np.uint8))
     (tmp_path / "._rec.tif").write_bytes(b"\0\5\x16\7AppleDouble")
     (tmp_path / "loop").symlink_to(tmp_path)
-    assert [s.name for s in resolve_inputs(["."], tmp_path)] == ["rec.tif"]
+    assert [s.name for s in discover(["."], tmp_path)] == ["rec.tif"]
 
 
 def test_literal_path_with_glob_characters(tmp_path: Path) -> None:
     tifffile.imwrite(tmp_path / "rec[1].tif", np.zeros((8, 8), np.uint8))
-    (source,) = resolve_inputs(["rec[1].tif"], tmp_path)
+    (source,) = discover(["rec[1].tif"], tmp_path)
     assert source.name == "rec[1].tif"
 
 
 def test_corrupt_tiff_is_left_for_the_reader(tmp_path: Path) -> None:
     (tmp_path / "broken.ome.tif").write_bytes(b"not a tiff at all")
     (tmp_path / "broken.tif").write_bytes(b"II*\0garbage")
-    sources = resolve_inputs(["."], tmp_path)
+    sources = discover(["."], tmp_path)
     assert [(s.name, s.series) for s in sources] == [("broken.ome.tif", 0), ("broken.tif", 0)]
 
 
@@ -200,7 +202,7 @@ def binary_only_series(tmp_path: Path) -> Path:
 def test_binary_only_file_belongs_to_its_metadata_file(binary_only_series: Path) -> None:
     a, b = binary_only_series / "a.ome.tif", binary_only_series / "b.ome.tif"
     for patterns in (["."], ["*.ome.tif"], ["b.ome.tif"], ["a.ome.tif"]):
-        (source,) = resolve_inputs(patterns, binary_only_series)
+        (source,) = discover(patterns, binary_only_series)
         assert (source.path, source.files, source.name) == (a, (a, b), "a.ome.tif"), patterns
     with tifffile.TiffFile(a) as tif:  # the grouping agrees with what tifffile reads
         assert len(tif.series) == 1
@@ -214,7 +216,7 @@ def test_full_metadata_in_every_file_is_still_one_recording(tmp_path: Path) -> N
     files = [("p0.ome.tif", "urn:uuid:0"), ("p1.ome.tif", "urn:uuid:1")]
     write_described(tmp_path / "p0.ome.tif", ome_xml("urn:uuid:0", files), 1)
     write_described(tmp_path / "p1.ome.tif", ome_xml("urn:uuid:1", files), 2)
-    (source,) = resolve_inputs(["p1.ome.tif"], tmp_path)
+    (source,) = discover(["p1.ome.tif"], tmp_path)
     assert source.path.name == "p0.ome.tif"
     assert [p.name for p in source.files] == ["p0.ome.tif", "p1.ome.tif"]
 
@@ -222,16 +224,19 @@ def test_full_metadata_in_every_file_is_still_one_recording(tmp_path: Path) -> N
 def test_binary_only_with_missing_metadata_file(tmp_path: Path) -> None:
     write_described(tmp_path / "b.ome.tif", binary_only_xml("urn:uuid:b", "gone.ome.tif", "u"), 2)
     with pytest.raises(InputError, match=r"b\.ome\.tif: .*'gone\.ome\.tif'.*not found"):
-        resolve_inputs(["."], tmp_path)
+        discover(["."], tmp_path)
 
 
-def test_binary_only_with_companion_metadata(tmp_path: Path) -> None:
+def test_binary_only_with_an_empty_companion_file(tmp_path: Path) -> None:
     (tmp_path / "set.companion.ome").write_text("<OME/>")
     write_described(
         tmp_path / "b.ome.tif", binary_only_xml("urn:uuid:b", "set.companion.ome", "u"), 2
     )
-    with pytest.raises(InputError, match="companion OME-XML files are not supported"):
-        resolve_inputs(["b.ome.tif"], tmp_path)
+    (source,) = discover(["b.ome.tif"], tmp_path)
+    assert source.path == tmp_path / "set.companion.ome"
+    assert source.files == (tmp_path / "b.ome.tif", tmp_path / "set.companion.ome")
+    with pytest.raises(InputError, match=r"set\.companion\.ome: holds no OME-XML images"):
+        open_source(source)
 
 
 # --- errors ------------------------------------------------------------------
@@ -239,34 +244,34 @@ def test_binary_only_with_companion_metadata(tmp_path: Path) -> None:
 
 def test_nonexistent_path(tmp_path: Path) -> None:
     with pytest.raises(InputError) as info:
-        resolve_inputs(["missing_dir"], tmp_path)
+        discover(["missing_dir"], tmp_path)
     assert str(info.value) == f"{tmp_path / 'missing_dir'}: does not exist"
 
 
 def test_glob_matching_nothing(tmp_path: Path) -> None:
     with pytest.raises(InputError) as info:
-        resolve_inputs(["exp_*/*.tif"], tmp_path)
+        discover(["exp_*/*.tif"], tmp_path)
     assert str(info.value) == f"{tmp_path / 'exp_*/*.tif'}: matches no file or directory"
 
 
 def test_glob_matching_only_other_files(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(InputError, match="matches no TIFF file"):
-        resolve_inputs(["*"], tmp_path)
+        discover(["*"], tmp_path)
 
 
 def test_directory_without_tiffs(tmp_path: Path) -> None:
     (tmp_path / "empty" / "sub").mkdir(parents=True)
     (tmp_path / "empty" / "sub" / "notes.txt").write_text("x")
     with pytest.raises(InputError) as info:
-        resolve_inputs(["empty"], tmp_path)
+        discover(["empty"], tmp_path)
     assert str(info.value) == f"{tmp_path / 'empty'}: no TIFF files found"
 
 
 def test_file_that_is_not_a_tiff(tmp_path: Path) -> None:
     (tmp_path / "movie.avi").write_bytes(b"RIFF")
     with pytest.raises(InputError, match=r"movie\.avi: not a TIFF file"):
-        resolve_inputs(["movie.avi"], tmp_path)
+        discover(["movie.avi"], tmp_path)
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
@@ -278,9 +283,9 @@ def test_unreadable_directory_and_file(tmp_path: Path) -> None:
     locked.chmod(0)
     try:
         with pytest.raises(InputError, match=r"locked: cannot read directory"):
-            resolve_inputs(["locked"], tmp_path)
+            discover(["locked"], tmp_path)
         with pytest.raises(InputError, match=r"secret\.tif: cannot be read"):
-            resolve_inputs(["secret.tif"], tmp_path)
+            discover(["secret.tif"], tmp_path)
     finally:
         locked.chmod(0o755)
 
@@ -291,7 +296,7 @@ def test_unreadable_directory_and_file(tmp_path: Path) -> None:
 def test_light_description_reads_what_tifffile_reads(
     tmp_path: Path, bigtiff: bool, byteorder: str, description: str
 ) -> None:
-    from toile.inputs import _light_description
+    from toile.formats.tiff.light import first_description as _light_description
 
     path = tmp_path / "d.tif"
     tifffile.imwrite(

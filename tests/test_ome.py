@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from toile import ome
+from toile.formats.tiff import ome_xml as ome
 
 DATA = Path(__file__).parent / "data"
 NS = "http://www.openmicroscopy.org/Schemas/OME/2016-06"
@@ -62,7 +62,7 @@ def test_mmstack_plane_map_follows_tiffdata() -> None:
     assert len(refs) == 30
     name = "image_stack_tpzc_50tp_2p_5z_3c_512k_1_MMStack_2-Pos001_000.ome.tif"
     # XYCZT: c fastest, then z, then t
-    assert refs[(0, 0, 0)] == ome.PlaneRef(name, "a10f1945-00d9-456f-89a5-fe3a9959c369", 0)
+    assert refs[(0, 0, 0)] == ome.StoredPlane(name, "a10f1945-00d9-456f-89a5-fe3a9959c369", 0)
     assert refs[(1, 0, 0)].ifd == 1
     assert refs[(0, 1, 0)].ifd == 3
     assert refs[(0, 0, 1)].ifd == 15
@@ -101,7 +101,7 @@ def test_sample_documents(name: str, checks: dict) -> None:
 
 
 def test_bad_document_warns_and_keeps_what_it_can(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="toile.ome"):
+    with caplog.at_level(logging.WARNING, logger="toile.formats.tiff.ome_xml"):
         (image,) = ome.parse_ome((DATA / "bad.ome.xml").read_text(encoding="utf-8"), "bad.ome.xml")
     assert image["uuid"] == "64ab19c6-e378-43dc-9c9d-d57f0e776d20"
     assert image["size_c"] == 3 and len(image["channels"]) == 1
@@ -111,7 +111,7 @@ def test_bad_document_warns_and_keeps_what_it_can(caplog: pytest.LogCaptureFixtu
 
 
 def test_malformed_xml_warns_and_returns_nothing(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="toile.ome"):
+    with caplog.at_level(logging.WARNING, logger="toile.formats.tiff.ome_xml"):
         assert ome.parse_ome("<OME><Image></OME>", "broken.tif") == []
         assert ome.parse_ome("<NotOME/>", "other.tif") == []
     messages = [r.getMessage() for r in caplog.records]
@@ -126,7 +126,7 @@ def test_bad_date_uuid_and_numbers_are_left_out(caplog: pytest.LogCaptureFixture
         root_attrs='UUID="urn:uuid:not-a-uuid"',
         image="<AcquisitionDate>last tuesday</AcquisitionDate>",
     )
-    with caplog.at_level(logging.WARNING, logger="toile.ome"):
+    with caplog.at_level(logging.WARNING, logger="toile.formats.tiff.ome_xml"):
         (image,) = ome.parse_ome(xml, "rec.ome.tif")
     for key in ("uuid", "date_acquired", "scale_x", "scale_y"):
         assert key not in image
@@ -228,7 +228,7 @@ def test_plane_map_rules() -> None:
     (image,) = ome.parse_ome(xml, "x")
     refs = ome.plane_map(image, ifd_count=3)
     assert sorted(refs) == [(0, 0, 0), (0, 0, 1), (0, 0, 2)]
-    assert refs[(0, 0, 2)] == ome.PlaneRef(None, None, 2)
+    assert refs[(0, 0, 2)] == ome.StoredPlane(None, None, 2)
     # no TiffData: planes follow the IFDs in DimensionOrder, from first_ifd
     xml = _doc().replace('DimensionOrder="XYCZT"', 'DimensionOrder="XYTCZ"')
     xml = xml.replace('SizeC="1"', 'SizeC="2"')
@@ -240,7 +240,10 @@ def test_plane_map_rules() -> None:
     xml = _doc(inner='<TiffData FirstT="1" IFD="7" PlaneCount="1"/><TiffData IFD="3"/>')
     (image,) = ome.parse_ome(xml, "x")
     refs = ome.plane_map(image)
-    assert refs == {(0, 0, 1): ome.PlaneRef(None, None, 7), (0, 0, 0): ome.PlaneRef(None, None, 3)}
+    assert refs == {
+        (0, 0, 1): ome.StoredPlane(None, None, 7),
+        (0, 0, 0): ome.StoredPlane(None, None, 3),
+    }
 
 
 # --- streaming parse and compact tables -------------------------------------------------
@@ -332,7 +335,7 @@ def test_a_long_document_is_parsed_in_bounded_memory() -> None:
     assert image["tiff_data"][123]["ifd"] == 123
     assert peak < 12 * 2**20, f"parsing peaked at {peak / 2**20:.1f} MiB"
     locations = ome.plane_locations(image)
-    assert locations.get(0, 0, planes - 1) == ome.PlaneRef(
+    assert locations.get(0, 0, planes - 1) == ome.StoredPlane(
         "rec.ome.tif", "659dc8f0-3839-4594-bd3e-41625b4736ef", planes - 1
     )
     assert next(locations.missing(), None) is None
@@ -340,7 +343,7 @@ def test_a_long_document_is_parsed_in_bounded_memory() -> None:
 
 def test_no_field_warnings_for_a_document_that_fails(caplog: pytest.LogCaptureFixture) -> None:
     broken = _doc(inner='<Plane TheT="0" DeltaT="oops"/>').replace("</Image>", "")
-    with caplog.at_level(logging.WARNING, logger="toile.ome"):
+    with caplog.at_level(logging.WARNING, logger="toile.formats.tiff.ome_xml"):
         assert ome.parse_ome(broken, "broken.tif") == []
     assert len(caplog.records) == 1
     assert "malformed" in caplog.records[0].getMessage()

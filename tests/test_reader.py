@@ -12,8 +12,8 @@ import pytest
 import tifffile
 
 from toile.errors import InputError
-from toile.inputs import RecordingSource
-from toile.reader import count_series, open_recording
+from toile.formats import Recording, Source, discover, open_source
+from toile.formats.ome_tiff import count_series
 from toile.writers import write_imagej_stack, write_ome_tiff, write_prairie_series
 
 DATA = Path(__file__).parent / "data"
@@ -23,8 +23,17 @@ MM_NAMES = [
 ]
 
 
-def _source(path: Path, files: list[Path] | None = None, series: int = 0) -> RecordingSource:
-    return RecordingSource(path=path, files=tuple(files or [path]), series=series, name=path.name)
+def _source(path: Path, files: list[Path] | None = None, series: int = 0) -> Source:
+    """The source of series ``series`` of ``path``, with the format discovery gives it."""
+    try:
+        fmt = discover([str(path)], path.parent)[0].format
+    except InputError:
+        fmt = "tiff"
+    return Source(fmt, path, tuple(files or [path]), series=series, name=path.name)
+
+
+def open_recording(source: Source, channel: str | int | None = None) -> Recording:
+    return open_source(source, channel)
 
 
 def _frames(n: int, shape: tuple[int, ...], dtype: str = "uint16", seed: int = 0) -> np.ndarray:
@@ -35,7 +44,7 @@ def _frames(n: int, shape: tuple[int, ...], dtype: str = "uint16", seed: int = 0
     return rng.integers(info.min, info.max, size=(n, *shape), endpoint=True).astype(dtype)
 
 
-def _read_all(source: RecordingSource, **kwargs) -> tuple[np.ndarray, list[dict], dict]:
+def _read_all(source: Source, **kwargs) -> tuple[np.ndarray, list[dict], dict]:
     with open_recording(source, **kwargs) as reader:
         items = list(reader)
         assert [i for i, _, _ in items] == list(range(reader.n_frames))
@@ -261,7 +270,7 @@ def test_malformed_ome_xml_is_a_clear_error(
     with tifffile.TiffFile(path) as tif:
         xml = tif.ome_metadata
     tifffile.tiffcomment(path, comment=xml[: len(xml) // 2].encode())
-    with caplog.at_level(logging.WARNING, logger="toile.ome"):
+    with caplog.at_level(logging.WARNING, logger="toile.formats.tiff.ome_xml"):
         with pytest.raises(InputError, match="broken.ome.tif: malformed OME-XML"):
             open_recording(_source(path))
         with pytest.raises(InputError, match="broken.ome.tif: malformed OME-XML"):
@@ -593,11 +602,12 @@ def test_close_releases_file_handles(tmp_path: Path) -> None:
     )
     reader = open_recording(_source(paths[0], paths))
     list(reader)
-    main = reader._main
-    others = list(reader._files.values())
-    assert others and not main.filehandle.closed
+    handles = list(reader.planes._handles.values())
+    tiffs = [h.tif for h in handles if h.tif is not None]
+    assert len(handles) > 1 and tiffs and not any(t._stream.closed for t in tiffs)
     reader.close()
-    assert main.filehandle.closed and all(tif.filehandle.closed for tif in others)
+    assert all(t._stream.closed for t in tiffs)
+    assert all(h.fh is None and h.tif is None for h in handles) and not reader.planes._handles
     reader.close()
 
 

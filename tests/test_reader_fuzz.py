@@ -3,7 +3,7 @@
 Hypothesis mutates the bytes of small valid TIFF files (bit flips, truncation,
 random splices) and the OME-XML of a valid OME-TIFF (attributes deleted,
 duplicated or altered, random characters), then resolves the file as an input,
-opens it with :func:`toile.reader.open_recording` and reads every frame. Any
+opens it with :func:`toile.formats.open_source` and reads every frame. Any
 exception other than a :class:`toile.errors.ToileError` fails the test. Each
 example runs under a hard time limit so that a hang fails instead of blocking.
 """
@@ -25,8 +25,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from toile.errors import ToileError
-from toile.inputs import RecordingSource, resolve_inputs
-from toile.reader import open_recording
+from toile.formats import Source, open_source
+from toile.formats import discover as resolve_inputs
 from toile.synthetic import MovieSpec, generate_frames
 from toile.writers import write_imagej_stack, write_ome_tiff, write_prairie_series
 
@@ -85,10 +85,13 @@ def _read_everything(path: Path) -> None:
         try:
             sources = resolve_inputs([str(path)], path.parent)
         except ToileError:
-            sources = [RecordingSource(path, (path,), 0, path.name)]
+            # what discovery rejects, each TIFF format must still reject cleanly
+            sources = [
+                Source(fmt, path, (path,), 0, path.name) for fmt in ("ome-tiff", "imagej", "tiff")
+            ]
         for source in sources:
             try:
-                with open_recording(source) as recording:
+                with open_source(source) as recording:
                     for _index, image, metadata in recording:
                         assert image.shape == tuple(recording.frame_shape)
                         assert isinstance(metadata, dict)
@@ -109,7 +112,7 @@ def test_valid_files_read_cleanly():
     for name, data in VALID.items():
         with _scratch_file(name, data) as path:
             source = resolve_inputs([str(path)], path.parent)[0]
-            with open_recording(source) as recording:
+            with open_source(source) as recording:
                 assert len([frame for frame in recording]) == 3
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from toile import ome
+from toile.formats.tiff import ome_xml as ome
 from toile.writers import write_imagej_stack, write_ome_tiff, write_prairie_series
 
 

@@ -21,7 +21,7 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 import tifffile
 
-from toile.ome import OME_PIXEL_TYPES
+from toile.formats.tiff.ome_xml import OME_PIXEL_TYPES
 
 OME_NAMESPACE = "http://www.openmicroscopy.org/Schemas/OME/2016-06"
 _XML_HEADER = '<?xml version="1.0" encoding="UTF-8"?>\n'

@@ -3,12 +3,17 @@
 Adding a format is one module with a :class:`toile.formats.base.Format` subclass and
 one line here. Earlier formats claim first: vendor layouts recognised by their
 sidecars or names, then OME-TIFF, then ImageJ, then any TIFF left (the fallback).
+The order, once every format is in: synthetic, prairie, thorimage, scanimage,
+micromanager, ome_tiff, imagej, plain.
 """
 
 from __future__ import annotations
 
 from toile.formats.base import Format
-from toile.formats.legacy import LegacyTiffFormat
+from toile.formats.imagej import ImageJFormat
+from toile.formats.micromanager import MicroManagerFormat
+from toile.formats.ome_tiff import OmeTiffFormat
+from toile.formats.plain import PlainTiffFormat
 from toile.formats.prairie import PrairieFormat
 from toile.formats.scanimage import ScanImageFormat
 from toile.formats.synthetic import SyntheticFormat
@@ -19,7 +24,10 @@ FORMATS: tuple[Format, ...] = (
     PrairieFormat(),
     ThorImageFormat(),
     ScanImageFormat(),
-    LegacyTiffFormat(),
+    MicroManagerFormat(),
+    OmeTiffFormat(),
+    ImageJFormat(),
+    PlainTiffFormat(),
 )
 
 

@@ -8,7 +8,14 @@ the file, and rejects files cut short, which tifffile only logs.
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
+import re
+import stat
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -18,8 +25,48 @@ from toile.errors import InputError
 from toile.formats.tiff.ifd import TYPE_SIZES, IfdReader
 
 
+class _TifffileCapture(logging.Filter):
+    """Takes tifffile's log records while a thread is inside :func:`tifffile_messages`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.local = threading.local()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        messages = getattr(self.local, "messages", None)
+        if messages is None:
+            return True
+        messages.append(_TIFFFILE_PREFIX.sub("", record.getMessage()).strip())
+        return False
+
+
+_TIFFFILE_PREFIX = re.compile(r"^<tifffile\.\w+ '[^']*'>\s*(?:\w+: )?")
+_CAPTURE = _TifffileCapture()
+logging.getLogger("tifffile").addFilter(_CAPTURE)
+
+
+@contextmanager
+def tifffile_messages() -> Iterator[list[str]]:
+    """The messages tifffile logs in this block (on this thread), kept from the log:
+    tifffile reports what it tolerates in a damaged file in its own words; the format
+    says once, as a warning naming the file, what toile did about it."""
+    outer = getattr(_CAPTURE.local, "messages", None)
+    if outer is not None:
+        yield outer
+        return
+    messages: list[str] = []
+    _CAPTURE.local.messages = messages
+    try:
+        yield messages
+    finally:
+        _CAPTURE.local.messages = None
+
+
 def open_binary(path: Path) -> BinaryIO:
-    """``path`` open for binary reading (raises OSError like ``open``)."""
+    """``path`` open for binary reading (raises OSError like ``open``, and for anything
+    but a regular file: opening a named pipe would wait for a writer)."""
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
     return open(path, "rb")  # noqa: SIM115 - the caller closes it
 
 

@@ -6,34 +6,25 @@ happens; opening each with ``tifffile.TiffFile`` costs a millisecond or more.
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
-from toile.ifd import read_first_ifd
-
-#: The ImageDescription tag, where OME-TIFF keeps its OME-XML and ScanImage its header.
-IMAGE_DESCRIPTION = 270
+from toile.formats.tiff.files import open_binary
+from toile.formats.tiff.ifd import IMAGE_DESCRIPTION, IfdReader
 
 
 def first_description(path: Path) -> str | None:
     """The first ImageDescription of TIFF ``path``: '' when it has none, None when the file
     cannot be read this way (not a TIFF, unusual, unreadable); tifffile then decides."""
     try:
-        with open(path, "rb") as fh:
-            ifd = read_first_ifd(fh)
-            if ifd is None:
+        with open_binary(path) as fh:
+            reader = IfdReader.open(fh)
+            entries = None if reader is None else reader.first_entries()
+            if reader is None or entries is None:
                 return None
-            entry = ifd.entries.get(IMAGE_DESCRIPTION)
+            entry = entries.get(IMAGE_DESCRIPTION)
             if entry is None:
                 return ""
-            kind, n, field = entry
-            if kind != 2 or n > 1 << 30:  # an ImageDescription is ASCII
-                return None
-            value = ifd.value(fh, field, n)
-    except OSError:
-        return None
-    if value is None:
-        return None
-    try:
-        return value.split(b"\0", 1)[0].decode("utf-8")
-    except UnicodeDecodeError:
+            return reader.text(entry)
+    except (OSError, struct.error):
         return None

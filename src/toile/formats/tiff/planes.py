@@ -38,13 +38,16 @@ class PlaneRef:
     ``uuid`` is the OME UUID of that file when known (``frame.uuid`` of multi-file
     series). ``offset``, when set, is where the plane's bytes start: a plane of an
     uncompressed contiguous stack laid out like page 0 of the file (ImageJ writes stacks
-    over 4 GB with a single IFD), ``page`` then only numbers it in messages.
+    over 4 GB with a single IFD), ``page`` then only numbers it in messages. ``sample``,
+    when set, picks one sample of a page that holds several planes as its samples (a
+    stack stored as planar "RGB" pages whose samples are time points or slices).
     """
 
     file: Path
     page: int
     uuid: str | None = None
     offset: int | None = None
+    sample: int | None = None
 
 
 def pixel_type_problem(page: Any) -> str | None:
@@ -168,13 +171,19 @@ class TiffPlanes:
                 raise InputError(ref.file, f"unsupported page layout {axes} {shape}")
             height, width = shape[axes.index("Y")], shape[axes.index("X")]
             samples = shape[axes.index("S")] if "S" in axes else 1
+            if ref.sample is not None:
+                if not 0 <= ref.sample < samples:
+                    raise InputError(
+                        ref.file, f"page {ref.page} has {samples} samples, not {ref.sample + 1}"
+                    )
+                samples = 1
             dtype = np.dtype(kf.dtype).newbyteorder("=")
             raw = is_raw(kf)
         except InputError:
             raise
         except Exception as exc:  # tifffile chokes on some corrupt tag values
             raise InputError(ref.file, f"corrupt TIFF ({exc})") from exc
-        if raw and height * width * samples * dtype.itemsize > page.parent.filehandle.size:
+        if raw and page.keyframe.nbytes > page.parent.filehandle.size:
             raise InputError(
                 ref.file,
                 f"corrupt TIFF: an image of {width}x{height} {dtype} is larger than the file",
@@ -210,6 +219,8 @@ class TiffPlanes:
     def read(self, ref: PlaneRef, out: np.ndarray, sample: int | None = None) -> None:
         """Read the plane at ``ref`` into ``out``: (H, W) for one sample (``sample``, or
         the only one), or (S, H, W). Checks the page matches that geometry and type."""
+        if ref.sample is not None:
+            sample = ref.sample
         if out.ndim == 2:
             height, width = out.shape
             samples = 1 if sample is None else None
@@ -222,7 +233,7 @@ class TiffPlanes:
         except InputError:
             raise
         except Exception as exc:
-            raise InputError(ref.file, f"cannot read page {ref.page} ({exc})") from exc
+            raise InputError(ref.file, f"corrupt or truncated page {ref.page} ({exc})") from exc
 
     def _read_direct(self, ref: PlaneRef, out: np.ndarray, height: int, width: int) -> bool:
         """Read a plain plane straight from its strips; False (nothing read) otherwise."""
@@ -247,13 +258,9 @@ class TiffPlanes:
                     )
                     if found is None or reader is None:
                         return False
-                    fh.seek(found[0])
-                    if fh.readinto(out.reshape(-1).view(np.uint8)) != out.nbytes:
-                        return False
+                    self._read_bytes(fh, ref, found[0], out, reader.byteorder)
             except (OSError, struct.error):
                 return False
-            if reader.byteorder != _NATIVE and dtype.itemsize > 1:
-                out.byteswap(inplace=True)
             return True
         handle = self._handle(ref.file)
         if handle.fh is None or handle.ifds is None:

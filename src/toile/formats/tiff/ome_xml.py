@@ -1,16 +1,20 @@
 """OME-XML to plain, JSON-serialisable dicts (metadata only, no pixel reading).
 
-Parsing is namespace-agnostic, so documents of any OME schema year are read.
-Values are converted to toile's units (lengths in µm, times in seconds,
-wavelengths in nm). A value that cannot be read (bad number, unknown unit, bad
-date or UUID) is logged as a warning naming the file and the field and left
-out: never guessed.
+The one OME-XML parser of toile. A document is OME when its root element is ``OME``
+in an OME schema namespace, with or without a prefix (:func:`is_ome`); parsing is
+namespace-agnostic, so documents of any OME schema year are read. Values are converted
+to toile's units (lengths in µm, times in seconds, wavelengths in nm). A value that
+cannot be read (bad number, bad date or UUID) is logged as a warning naming the file
+and the field and left out: never guessed. A stage position whose unit cannot be
+converted (OME's default unit is the microscope's "reference frame") keeps its value,
+with its unit in ``position_unit``.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import re
 import uuid as uuidlib
 from array import array
 from collections.abc import Iterator, Sequence
@@ -84,6 +88,9 @@ TIME_UNITS_S.update(
 #: Nanometres per unit, for wavelengths.
 WAVELENGTH_UNITS_NM: dict[str, float] = {u: f * 1e3 for u, f in LENGTH_UNITS_UM.items()}
 
+#: OME's unit of a stage position stated without one.
+REFERENCE_FRAME = "reference frame"
+
 #: OME PixelType -> numpy dtype name.
 OME_PIXEL_TYPES: dict[str, str] = {
     "int8": "int8",
@@ -100,6 +107,35 @@ OME_PIXEL_TYPES: dict[str, str] = {
 }
 
 
+#: Namespaces of the OME schemas (any year), e.g. ``.../Schemas/OME/2016-06``.
+OME_NAMESPACE = "http://www.openmicroscopy.org/Schemas/OME/"
+_ROOT = re.compile(
+    r"\A\s*(?:<\?xml[^>]*\?>\s*)?(?:<!--.*?-->\s*|<\?[^>]*\?>\s*|<!DOCTYPE[^>]*>\s*)*"
+    r"<(?:(?P<prefix>[\w.-]+):)?(?P<name>[\w.-]+)(?P<attrs>[^>]*)>",
+    re.DOTALL,
+)
+_XMLNS = re.compile(r"""\bxmlns(?::(?P<prefix>[\w.-]+))?\s*=\s*(?:"([^"]*)"|'([^']*)')""")
+
+
+def is_ome(text: str | None) -> bool:
+    """True when ``text`` (an ImageDescription, a companion file) is an OME-XML document:
+    its root element is ``OME`` in an OME schema namespace, whatever its prefix
+    (``<OME xmlns="...">``, ``<ome:OME xmlns:ome="...">``), or ``<OME>`` without any."""
+    if not text:
+        return False
+    match = _ROOT.match(text[:65536])
+    if match is None or match["name"] != "OME":
+        return False
+    prefix = match["prefix"]
+    namespaces = {
+        m["prefix"]: m[2] if m[2] is not None else m[3] for m in _XMLNS.finditer(match["attrs"])
+    }
+    namespace = namespaces.get(prefix)
+    if namespace is None:
+        return prefix is None  # an unqualified <OME>: the schema's own element name
+    return namespace.startswith(OME_NAMESPACE)
+
+
 @dataclass(frozen=True)
 class BinaryOnly:
     """A non-master file of a multi-file OME series: where the full OME-XML lives."""
@@ -109,7 +145,7 @@ class BinaryOnly:
 
 
 @dataclass(frozen=True)
-class PlaneRef:
+class StoredPlane:
     """Where one (c, z, t) plane is stored: a file (None: the document's own file) and IFD."""
 
     file_name: str | None
@@ -216,6 +252,7 @@ class PlaneTable(_Table):
         ("position_x", "f"),
         ("position_y", "f"),
         ("position_z", "f"),
+        ("position_unit", "s"),
     )
 
 
@@ -308,6 +345,32 @@ class _Fields:
             self.warn(name, f"unit {unit!r} cannot be converted")
             return None
         return value * factor
+
+    def positions(self, attrs: dict[str, str], prefix: str, name: str, key: str) -> dict:
+        """The X, Y, Z stage positions ``attrs[prefix + axis]``, in µm where their unit
+        converts. When none converts and they share one unit (OME's default unit is the
+        stage's own "reference frame"), they keep their values, with that unit in
+        ``{key}unit``. A position that does not fit (a second unit, or an unconvertible
+        one beside µm values) is left out with a warning."""
+        values: dict[str, tuple[float, str]] = {}
+        for axis in "XYZ":
+            value = self.number(attrs.get(prefix + axis), name + axis)
+            if value is not None:
+                unit = attrs.get(prefix + axis + "Unit", REFERENCE_FRAME).strip()
+                values[axis] = (value, unit)
+        out: dict = {}
+        converted = [a for a, (_, unit) in values.items() if unit in LENGTH_UNITS_UM]
+        kept = None if converted or not values else next(iter(values.values()))[1]
+        for axis, (value, unit) in values.items():
+            if unit in LENGTH_UNITS_UM:
+                out[f"{key}{axis.lower()}"] = value * LENGTH_UNITS_UM[unit]
+            elif unit == kept:
+                out[f"{key}{axis.lower()}"] = value
+            else:
+                self.warn(name + axis, f"unit {unit!r} cannot be converted")
+        if kept is not None:
+            out[f"{key}unit"] = kept
+        return out
 
     def uuid(self, value: str | None, name: str) -> str | None:
         if value is None:
@@ -523,12 +586,7 @@ def _parse_image(
         label: dict = {}
         if "Name" in stage.attrib:
             label["name"] = stage.attrib["Name"]
-        for axis in "XYZ":
-            value = fields.quantity(
-                stage.attrib, axis, LENGTH_UNITS_UM, "reference frame", f"StageLabel {axis}"
-            )
-            if value is not None:
-                label[axis.lower()] = value
+        label.update(fields.positions(stage.attrib, "", "StageLabel ", ""))
         out["stage_label"] = label
     out["planes"] = planes
     out["tiff_data"] = tiff_data
@@ -575,12 +633,7 @@ def _parse_plane(plane: ElementTree.Element, fields: _Fields) -> dict:
     exposure = fields.quantity(attrs, "ExposureTime", TIME_UNITS_S, "s", "Plane ExposureTime")
     if exposure is not None:
         out["exposure_time"] = exposure
-    for axis in "XYZ":
-        value = fields.quantity(
-            attrs, f"Position{axis}", LENGTH_UNITS_UM, "reference frame", f"Plane Position{axis}"
-        )
-        if value is not None:
-            out[f"position_{axis.lower()}"] = value
+    out.update(fields.positions(attrs, "Position", "Plane Position", "position_"))
     return out
 
 
@@ -626,7 +679,7 @@ class PlaneLocations:
     Plane (c, z, t) is entry ``(t * size_z + z) * size_c + c``: ``ifd`` holds its IFD
     (-1 where no TiffData locates it) and ``refs[ref[i]]`` the ``(file_name, uuid)`` of
     its file (file_name None: the document's own file). A few bytes per plane, where a
-    dict of :class:`PlaneRef` would take a few hundred.
+    dict of :class:`StoredPlane` would take a few hundred.
     """
 
     size_c: int
@@ -639,12 +692,12 @@ class PlaneLocations:
     def index(self, c: int, z: int, t: int) -> int:
         return (t * self.size_z + z) * self.size_c + c
 
-    def get(self, c: int, z: int, t: int) -> PlaneRef | None:
+    def get(self, c: int, z: int, t: int) -> StoredPlane | None:
         i = self.index(c, z, t)
         if self.ifd[i] < 0:
             return None
         file_name, uuid = self.refs[self.ref[i]]
-        return PlaneRef(file_name, uuid, self.ifd[i])
+        return StoredPlane(file_name, uuid, self.ifd[i])
 
     def missing(self) -> Iterator[tuple[int, int, int]]:
         """The (c, z, t) planes no TiffData locates, in (t, z, c) order."""
@@ -717,10 +770,10 @@ def plane_locations(
 
 def plane_map(
     image: dict, ifd_count: int | None = None, first_ifd: int = 0
-) -> dict[tuple[int, int, int], PlaneRef]:
-    """:func:`plane_locations` as a dict from (c, z, t) to :class:`PlaneRef` (small images)."""
+) -> dict[tuple[int, int, int], StoredPlane]:
+    """:func:`plane_locations` as a dict from (c, z, t) to :class:`StoredPlane` (small images)."""
     locations = plane_locations(image, ifd_count, first_ifd)
-    result: dict[tuple[int, int, int], PlaneRef] = {}
+    result: dict[tuple[int, int, int], StoredPlane] = {}
     for t in range(locations.size_t):
         for z in range(locations.size_z):
             for c in range(locations.size_c):
