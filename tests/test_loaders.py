@@ -270,3 +270,16 @@ def test_readme_hugging_face_example_runs(tmp_path, load_dataset, monkeypatch):
     assert namespace["image"].dtype == np.uint16 and namespace["image"].shape == SHAPE
     assert namespace["batch"].shape == (FRAMES, *SHAPE)
     assert int(namespace["metadata"]["frame"]["index"]) == 0
+
+
+def test_hugging_face_loads_an_atdata_dataset_as_binary_samples(tmp_path, load_dataset):
+    from toile.samples import unpack_frame
+
+    out = _export(tmp_path / "at", format="atdata")
+    assert (out / "README.md").is_file()  # written by the export
+    loaded = load_dataset(out)
+    assert len(loaded) == FRAMES and set(loaded.features) == {"__key__", "msgpack", "__url__"}
+    image, metadata = unpack_frame(loaded[2]["msgpack"])
+    expected = list(generate_frames(MovieSpec(FRAMES, *SHAPE, seed=0)))
+    np.testing.assert_array_equal(image, expected[2])
+    assert metadata["frame"]["index"] == 2
