@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import re
 from array import array
 from collections.abc import Callable
@@ -27,7 +26,7 @@ import tifffile
 
 from toile.errors import InputError
 from toile.formats.base import Candidates, Format, Recording, Source
-from toile.formats.fields import FORMAT_OME_TIFF, FORMAT_PRAIRIE
+from toile.formats.fields import FORMAT_OME_TIFF
 from toile.formats.tiff import ome, ome_xml
 from toile.formats.tiff.files import open_binary
 from toile.formats.tiff.ome_xml import OmeDocument
@@ -36,65 +35,6 @@ from toile.formats.tiff.planes import PlaneGrid, PlaneRef, TiffPlanes
 logger = logging.getLogger(__name__)
 
 _TIFF_NAME = re.compile(r"\.tiff?$", re.IGNORECASE)
-
-# -- interim: Prairie View series, until toile.formats.prairie claims them first ----------
-#: Prairie View's file names, ``{prefix}_Cycle{NNNNN}_Ch{N}_{NNNNNN}.ome.tif``.
-_PRAIRIE_NAME = re.compile(
-    r"^(?P<prefix>.+)_Cycle(?P<cycle>\d+)_Ch(?P<channel>\d+)_(?P<index>\d+)(?:\.ome)?\.tiff?$",
-    re.IGNORECASE,
-)
-_PRAIRIE_REFERENCES = "References"
-
-
-def _prairie_key(path: Path) -> tuple[int, int, int]:
-    match = _PRAIRIE_NAME.match(path.name)
-    assert match is not None
-    return int(match["cycle"]), int(match["channel"]), int(match["index"])
-
-
-def _interim_prairie(candidates: Candidates) -> list[Source]:
-    """Prairie View series grouped by name (one per directory and prefix), and their
-    ``References`` images set aside: what toile 0.1 did, until the Prairie View format
-    (registered before this one) claims these folders itself."""
-    sources = []
-    prefixes: set[tuple[Path, str]] = set()
-    for path in candidates:
-        match = _PRAIRIE_NAME.match(path.name)
-        if match is not None and path.parent.name != _PRAIRIE_REFERENCES:
-            prefixes.add((path.parent, match["prefix"]))
-    for directory, prefix in sorted(prefixes):
-        members = sorted(
-            (
-                directory / name
-                for name in candidates.listdir(directory)
-                if (m := _PRAIRIE_NAME.match(name)) is not None
-                and m["prefix"] == prefix
-                and (directory / name).is_file()
-            ),
-            key=_prairie_key,
-        )
-        if not os.access(members[0], os.R_OK):
-            raise InputError(members[0], "cannot be read (permission denied)")
-        candidates.claim(members)
-        sources.append(Source(OmeTiffFormat.name, members[0], tuple(members), name=prefix))
-    references = {
-        path
-        for path in candidates
-        if path.parent.name == _PRAIRIE_REFERENCES
-        and any(_PRAIRIE_NAME.match(n) for n in candidates.listdir(path.parent.parent))
-    }
-    if references:
-        logger.info("skipping Prairie View reference images in %s", min(references).parent)
-        candidates.claim(references)
-    return sources
-
-
-def _interim_prairie_format(distinct: set[Path]) -> str:
-    """``prairie-view`` for a multi-file series of Prairie View names (interim)."""
-    if len(distinct) > 1 and all(_PRAIRIE_NAME.match(f.name) for f in distinct):
-        return FORMAT_PRAIRIE
-    return FORMAT_OME_TIFF
-
 
 # -- discovery --------------------------------------------------------------------------
 
@@ -159,7 +99,7 @@ class OmeTiffFormat(Format):
     name = FORMAT_OME_TIFF
 
     def claim(self, candidates: Candidates) -> list[Source]:
-        sources = _interim_prairie(candidates)
+        sources: list[Source] = []
         parent: dict[Path, Path] = {}
 
         def find(path: Path) -> Path:
@@ -181,8 +121,6 @@ class OmeTiffFormat(Format):
             infos[path] = info
             find(path)
             for link in info.links:
-                if _PRAIRIE_NAME.match(link.name):
-                    continue
                 a, b = find(path), find(link)
                 if a != b:
                     parent[max(a, b)] = min(a, b)
@@ -382,7 +320,7 @@ def _open_ome(
         "source": str(path),
         "_source_filename": path.name,
         **metadata,
-        "format": format_name or _interim_prairie_format(distinct),
+        "format": format_name or FORMAT_OME_TIFF,
         "files": len(recording_files),
         **extra,
     }
