@@ -454,7 +454,7 @@ class PlaneGrid(Recording):
         if self._selected is not None and "channels" in meta:
             entries = meta["channels"] or []
             c = self._selected // samples
-            if len(entries) == self._size_c and c < len(entries):
+            if c < len(entries):
                 meta["channels"] = [entries[c]]
             else:
                 del meta["channels"]  # no entry of its own describes the selected channel
