@@ -231,6 +231,13 @@ def _movie_options(frames: int) -> Callable[[Callable], Callable]:
 @_FORMAT
 @click.option("--channel", help="Export one channel only, by name or index; frames become (H, W).")
 @click.option(
+    "--calibrated",
+    is_flag=True,
+    help="Apply the file's own pixel calibration (ImageJ c0 + c1 * raw): pixels become "
+    "calibrated values of their calibrated type (int16 for ImageJ's signed 16-bit images, "
+    "else float32).",
+)
+@click.option(
     "--bin",
     "bin_factor",
     type=click.IntRange(min=1),

@@ -54,6 +54,9 @@ class ExportConfig:
     compressed: bool = False
     format: Encoding = "npy"
     channel: str | int | None = None
+    #: Apply a file's own pixel calibration (ImageJ's ``c0 + c1 * raw``): frames get the
+    #: calibrated pixel type (int16 for ImageJ's signed 16-bit images, else float32).
+    calibrated: bool = False
     #: Worker count; None chooses it from the plan (shards, bytes, cores).
     workers: int | None = 1
     on_error: OnError = "fail"
@@ -188,6 +191,7 @@ def make_config(
     compressed: bool = False,
     format: str = "npy",
     channel: str | int | None = None,
+    calibrated: bool = False,
     workers: int | None = None,
     on_error: str = "fail",
     overwrite: bool = False,
@@ -239,6 +243,7 @@ def make_config(
         compressed=compressed,
         format=format,  # type: ignore[arg-type]
         channel=parse_channel(channel),
+        calibrated=calibrated,
         workers=workers,
         on_error=on_error,  # type: ignore[arg-type]
         overwrite=overwrite,
@@ -284,6 +289,7 @@ CONFIG_KEYS: dict[str, str] = {
     "compressed": "compressed",
     "format": "format",
     "channel": "channel",
+    "calibrated": "calibrated",
     "workers": "workers",
     "on_error": "on_error",
     "overwrite": "overwrite",
@@ -298,7 +304,16 @@ CONFIG_KEYS: dict[str, str] = {
     "storage_options": "storage_options",
 }
 _BOOL_KEYS = frozenset(
-    {"pds", "to_uint8", "compressed", "overwrite", "resume", "verbose", "progress"}
+    {
+        "pds",
+        "to_uint8",
+        "compressed",
+        "calibrated",
+        "overwrite",
+        "resume",
+        "verbose",
+        "progress",
+    }
 )
 _NULLABLE_KEYS = frozenset(
     {

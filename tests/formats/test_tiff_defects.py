@@ -297,3 +297,16 @@ def test_positions_in_other_files_say_so(tmp_path: Path) -> None:
         assert recording.frame_metadata(0)["uuid"] == "a10f1945-00d9-456f-89a5-fe3a9959c369"
     with open_source(sources[0]) as recording:
         assert recording.metadata["files"] == 1 and "uuid" not in recording.frame_metadata(0)
+
+
+def test_calibrated_option_from_yaml_and_command_line(tmp_path: Path) -> None:
+    from toile.config import build_config
+
+    path = tmp_path / "config.yaml"
+    path.write_text("inputs: [a.tif]\ncalibrated: true\n")
+    assert build_config([], tmp_path / "out", {}, config_path=path).calibrated is True
+    assert build_config(["a.tif"], tmp_path / "out", {"calibrated": True}).calibrated is True
+    assert build_config(["a.tif"], tmp_path / "out", {}).calibrated is False
+    path.write_text("inputs: [a.tif]\ncalibrated: 3\n")
+    with pytest.raises(Exception, match="calibrated"):
+        build_config([], tmp_path / "out", {}, config_path=path)
