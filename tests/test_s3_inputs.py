@@ -64,3 +64,32 @@ def test_url_patterns_that_match_nothing_are_one_line(s3: S3) -> None:
         url_inputs([f"{s3.url}/raw"])
     with pytest.raises(InputError, match=r"missing\.tif: does not exist$"):
         url_inputs([f"{s3.url}/raw/missing.tif"])
+
+
+def test_export_from_a_bucket_reads_planes_exactly_with_few_requests(s3: S3, tmp_path) -> None:
+    import s3fs
+
+    import toile
+    from toile.config import make_config
+    from toile.export import export_frames
+
+    rng = np.random.default_rng(8)
+    movies = {
+        "raw/m1/a.ome.tif": rng.integers(0, 65535, (40, 32, 24), dtype=np.uint16),
+        "raw/m2/b.ome.tif": rng.integers(0, 65535, (25, 32, 24), dtype=np.uint16),
+    }
+    for key, movie in movies.items():
+        s3.put(key, _tiff(movie))
+    calls: list[str] = []
+    fs = s3fs.S3FileSystem()
+    fs.s3.meta.events.register("before-call.s3", lambda event_name, **kw: calls.append(event_name))
+    config = make_config([f"{s3.url}/raw/**/*.ome.tif"], tmp_path / "ds", progress=False)
+    result = export_frames(config)
+    assert result.frames == 65 and result.recordings == 2
+    images = [frame.image for frame in toile.open(tmp_path / "ds")]
+    np.testing.assert_array_equal(np.stack(images[:40]), movies["raw/m1/a.ome.tif"])
+    np.testing.assert_array_equal(np.stack(images[40:]), movies["raw/m2/b.ome.tif"])
+    gets = [c for c in calls if c.endswith(".GetObject")]
+    assert 0 < len(gets) <= 12, calls  # a few block reads per file, not one per plane
+    sources = [r["source"] for r in toile.open(tmp_path / "ds").manifest.recordings]
+    assert sources == [f"{s3.url}/{key}" for key in sorted(movies)]

@@ -153,7 +153,12 @@ class Candidates:
         names = self._listings.get(directory)
         if names is None:
             try:
-                names = sorted(n for n in os.listdir(directory) if not n.startswith("."))
+                listed = (
+                    os.listdir(directory)
+                    if isinstance(directory, str | os.PathLike)
+                    else [p.name for p in directory.iterdir()]  # a URL input's prefix
+                )
+                names = sorted(n for n in listed if not n.startswith("."))
             except OSError:
                 names = []
             self._listings[directory] = names

@@ -56,6 +56,13 @@ def discover(
 
     files: set[Path] = set()
     named: set[Path] = set()
+    if any("://" in str(p) for p in patterns):  # URLs: objects read with range requests
+        from toile.storage.inputs import split_patterns, url_inputs
+
+        patterns, urls = split_patterns([str(p) for p in patterns])
+        remote = url_inputs(urls)
+        files.update(remote)  # type: ignore[arg-type]
+        named.update(p for p in remote if str(p) in urls)  # type: ignore[misc]
     for pattern in patterns:
         found, explicit = _expand_pattern(str(pattern), Path(base_dir))
         files.update(found)

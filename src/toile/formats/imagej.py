@@ -20,7 +20,7 @@ import numpy as np
 from toile.errors import InputError
 from toile.formats.base import Candidates, Format, Recording, Source
 from toile.formats.fields import FORMAT_IMAGEJ
-from toile.formats.tiff.files import tifffile_messages
+from toile.formats.tiff.files import input_path, tifffile_messages
 from toile.formats.tiff.ome_xml import LENGTH_UNITS_UM, TIME_UNITS_S
 from toile.formats.tiff.planes import PlaneGrid, TiffPlanes
 from toile.formats.tiff.stack import calibrated_dtype, open_series, resolution_metadata
@@ -161,7 +161,7 @@ def open_imagej(
     source: Source, channel: str | int | None = None, calibrated: bool = False
 ) -> Recording:
     """Open the ImageJ hyperstack ``source``, its calibration applied with ``calibrated``."""
-    path = Path(source.path)
+    path = input_path(source.path)
     planes = TiffPlanes(2)
     try:
         with tifffile_messages() as messages:

@@ -28,7 +28,7 @@ from toile.errors import InputError
 from toile.formats.base import Candidates, Format, Recording, Source
 from toile.formats.fields import FORMAT_OME_TIFF
 from toile.formats.tiff import ome, ome_xml
-from toile.formats.tiff.files import open_binary
+from toile.formats.tiff.files import input_path, open_binary
 from toile.formats.tiff.ome_xml import OmeDocument
 from toile.formats.tiff.planes import PlaneGrid, PlaneRef, TiffPlanes
 
@@ -79,7 +79,7 @@ def _links(path: Path, candidates: Candidates) -> ome.Links | None:
 
 def count_series(path: Path) -> int:
     """Number of OME Images described for the OME file ``path`` (following BinaryOnly)."""
-    path = Path(path)
+    path = input_path(path)
     if _TIFF_NAME.search(path.name):
         from toile.formats.tiff.files import open_tiff
 
@@ -224,7 +224,7 @@ def _open_ome(
     vendor_metadata: dict | None,
     planes: TiffPlanes,
 ) -> PlaneGrid:
-    path = Path(source.path)
+    path = input_path(source.path)
     if document is None:
         tif = planes.tiff(path) if _TIFF_NAME.search(path.name) else None
         document = ome.document(path, tif)

@@ -17,7 +17,7 @@ from pathlib import Path
 from toile.errors import InputError
 from toile.formats.base import Candidates, Format, Recording, Source
 from toile.formats.fields import FORMAT_TIFF
-from toile.formats.tiff.files import open_tiff, tifffile_messages
+from toile.formats.tiff.files import input_path, open_tiff, tifffile_messages
 from toile.formats.tiff.planes import TiffPlanes
 from toile.formats.tiff.stack import open_series, resolution_metadata, series_list
 
@@ -41,7 +41,7 @@ def count_series(path: Path) -> int:
 
 def open_plain(source: Source, channel: str | int | None = None) -> Recording:
     """Open a TIFF without vendor metadata."""
-    path = Path(source.path)
+    path = input_path(source.path)
     planes = TiffPlanes(2)
     try:
         with tifffile_messages() as messages:

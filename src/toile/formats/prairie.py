@@ -35,6 +35,7 @@ from typing import Any
 from toile.errors import InputError
 from toile.formats import fields as F
 from toile.formats.base import Candidates, Format, Recording, Source
+from toile.formats.tiff.files import open_binary
 from toile.formats.tiff.planes import PlaneGrid, PlaneRef
 
 logger = logging.getLogger(__name__)
@@ -102,7 +103,7 @@ class PVScan:
 def is_pvscan(path: Path) -> bool:
     """True when ``path`` starts like a PVScan document (a few hundred bytes read)."""
     try:
-        with open(path, "rb") as fh:
+        with open_binary(path) as fh:
             head = fh.read(512)
     except OSError:
         return False

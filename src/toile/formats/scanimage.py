@@ -63,7 +63,7 @@ def scanimage_layout(path: Path, description: str | None) -> str | None:
             return "si"
         return None
     try:
-        with open(path, "rb") as fh:
+        with open_binary(path) as fh:
             head = fh.read(24)
     except OSError:
         return None

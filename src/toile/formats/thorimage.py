@@ -34,6 +34,7 @@ import numpy as np
 from toile.errors import InputError
 from toile.formats import fields as F
 from toile.formats.base import Candidates, Format, Recording, Source
+from toile.formats.tiff.files import open_binary
 from toile.formats.tiff.light import first_description
 from toile.formats.tiff.planes import PlaneGrid, PlaneRef
 
@@ -92,7 +93,7 @@ def parse_experiment(path: Path) -> ET.Element:
 def is_experiment(path: Path) -> bool:
     """True when ``path`` starts like a ThorImageLS ``Experiment.xml`` (512 bytes read)."""
     try:
-        with open(path, "rb") as fh:
+        with open_binary(path) as fh:
             return b"<ThorImageExperiment" in fh.read(512)
     except OSError:
         return False

@@ -204,6 +204,10 @@ class Storage(ABC):
     def move_to(self, name: str, target: Storage) -> None:
         """Move ``name`` into ``target`` under the same name (a rename, or copy and delete)."""
 
+    def modified_ns(self, name: str) -> int:
+        """When ``name`` was last modified, in ns since the epoch; 0 when unknown."""
+        return 0
+
     def exists(self, name: str) -> bool:
         return self.size(name) is not None
 

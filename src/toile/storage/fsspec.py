@@ -388,6 +388,12 @@ class FsspecStorage(Storage):
                 self.path_of(name), "rb", block_size=self.part_size, cache_type="readahead"
             )
 
+    def modified_ns(self, name: str) -> int:
+        try:
+            return int(self.fs.modified(self.path_of(name)).timestamp() * 1e9)
+        except Exception:  # not every filesystem records it (an input's fingerprint only)
+            return 0
+
     def size(self, name: str) -> int | None:
         path = self.path_of(name)
         with self.errors(self.url_of(name), "cannot read", InputError):

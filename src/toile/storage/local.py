@@ -226,6 +226,12 @@ class LocalStorage(Storage):
     def open_read(self, name: str) -> BinaryIO:
         return open(self.root / name, "rb")
 
+    def modified_ns(self, name: str) -> int:
+        try:
+            return (self.root / name).stat().st_mtime_ns
+        except OSError:
+            return 0
+
     def size(self, name: str) -> int | None:
         try:
             return (self.root / name).stat().st_size

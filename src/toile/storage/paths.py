@@ -24,6 +24,8 @@ from toile.storage.base import Storage
 @dataclass(frozen=True)
 class StatResult:
     st_size: int
+    #: Last modification, in ns since the epoch (0 when the store does not say).
+    st_mtime_ns: int = 0
 
 
 class StoragePath:
@@ -59,8 +61,18 @@ class StoragePath:
     def __hash__(self) -> int:
         return hash(str(self))
 
-    def __lt__(self, other: StoragePath) -> bool:
+    # Ordered by URL, also against local paths (a discovery mixing both sorts them).
+    def __lt__(self, other: object) -> bool:
         return str(self) < str(other)
+
+    def __gt__(self, other: object) -> bool:
+        return str(self) > str(other)
+
+    def __le__(self, other: object) -> bool:
+        return str(self) <= str(other)
+
+    def __ge__(self, other: object) -> bool:
+        return str(self) >= str(other)
 
     def __truediv__(self, name: str) -> StoragePath:
         joined = f"{self.relative}/{name}" if self.relative else str(name)
@@ -118,7 +130,7 @@ class StoragePath:
         size = directory.size(name)
         if size is None:
             raise FileNotFoundError(str(self))
-        return StatResult(size)
+        return StatResult(size, directory.modified_ns(name))
 
     def iterdir(self) -> Iterator[StoragePath]:
         """The files directly below this directory (object stores have no real directories)."""

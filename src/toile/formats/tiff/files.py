@@ -17,7 +17,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import tifffile
 
@@ -62,9 +62,20 @@ def tifffile_messages() -> Iterator[list[str]]:
         _CAPTURE.local.messages = None
 
 
+def input_path(path: str | Path | Any) -> Any:
+    """``path`` as a :class:`~pathlib.Path`; a URL input's path-like object
+    (:class:`toile.storage.paths.StoragePath`, from ``toile.storage.inputs``) as it is."""
+    return Path(path) if isinstance(path, str | os.PathLike) else path
+
+
 def open_binary(path: Path) -> BinaryIO:
     """``path`` open for binary reading (raises OSError like ``open``, and for anything
-    but a regular file: opening a named pipe would wait for a writer)."""
+    but a regular file: opening a named pipe would wait for a writer). A URL input is
+    read through range requests and a block cache (:mod:`toile.storage.inputs`)."""
+    if not isinstance(path, str | os.PathLike):
+        from toile.storage.inputs import open_binary as open_remote
+
+        return open_remote(path)
     if not stat.S_ISREG(os.stat(path).st_mode):
         raise OSError(errno.EINVAL, "not a regular file", str(path))
     return open(path, "rb")  # noqa: SIM115 - the caller closes it
@@ -87,7 +98,7 @@ class OpenTiff(tifffile.TiffFile):
     def __init__(self, path: Path) -> None:
         self._stream = open_binary(path)
         try:
-            super().__init__(self._stream, name=Path(path).name)
+            super().__init__(self._stream, name=input_path(path).name)
         except BaseException:
             self._stream.close()
             raise
@@ -104,7 +115,7 @@ def open_tiff(path: Path, check: bool = True) -> tifffile.TiffFile:
 
     With ``check``, a file whose first image or chain of images is cut short is an error.
     """
-    path = Path(path)
+    path = input_path(path)
     try:
         size = path.stat().st_size
     except FileNotFoundError:

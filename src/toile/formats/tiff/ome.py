@@ -19,7 +19,7 @@ import tifffile
 
 from toile.errors import InputError
 from toile.formats.tiff import ome_xml
-from toile.formats.tiff.files import open_binary, open_tiff
+from toile.formats.tiff.files import input_path, open_binary, open_tiff
 
 _BINARY_ONLY = re.compile(r"<(?:[\w.-]+:)?BinaryOnly\b[^>]*")
 _METADATA_FILE = re.compile(r"""\bMetadataFile\s*=\s*(?:"([^"]*)"|'([^']*)')""")
@@ -126,7 +126,7 @@ def document(
     """The OME document describing ``path`` and the file holding it (following
     BinaryOnly), or None when ``path`` holds no OME-XML with images. ``tif`` is
     ``path`` already open, if it is."""
-    path = Path(path)
+    path = input_path(path)
     if COMPANION_NAME.search(path.name) and not _TIFF_NAME.search(path.name):
         doc = read_companion(path)
         return (path, doc) if doc.images else None

@@ -23,7 +23,7 @@ import tifffile
 
 from toile.errors import InputError
 from toile.formats.base import Recording, Source
-from toile.formats.tiff.files import file_size, open_binary, open_tiff
+from toile.formats.tiff.files import file_size, input_path, open_binary, open_tiff
 from toile.formats.tiff.ifd import IMAGE_LENGTH, IMAGE_WIDTH, PLANE_TAGS, IfdReader, plain_strips
 
 _NATIVE = "<" if sys.byteorder == "little" else ">"
@@ -141,7 +141,7 @@ class TiffPlanes:
 
     def tiff(self, file: Path) -> tifffile.TiffFile:
         """The open ``tifffile.TiffFile`` of ``file`` (kept open with the others)."""
-        return self._handle(Path(file)).tiff()
+        return self._handle(input_path(file)).tiff()
 
     def _page(self, ref: PlaneRef) -> Any:
         tif = self.tiff(ref.file)
@@ -438,7 +438,7 @@ class PlaneGrid(Recording):
         hw = (height, width)
         self.frame_shape = hw if len(self._channels) == 1 else (len(self._channels), *hw)
         path = self.source.path
-        meta = {"source": str(path), "_source_filename": Path(path).name, **metadata}
+        meta = {"source": str(path), "_source_filename": input_path(path).name, **metadata}
         meta.setdefault("files", 1)
         for key, value in (
             ("size_x", width),

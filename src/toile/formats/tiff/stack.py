@@ -22,6 +22,7 @@ import tifffile
 
 from toile.errors import InputError
 from toile.formats.base import Source
+from toile.formats.tiff.files import input_path
 from toile.formats.tiff.planes import PlaneGrid, PlaneRef, TiffPlanes, is_raw
 
 #: tifffile's axis codes that are a time (or plain sequence) axis.
@@ -104,7 +105,7 @@ def _open(
     vendor_metadata: dict | None,
     planes: TiffPlanes,
 ) -> PlaneGrid:
-    path = Path(source.path)
+    path = input_path(source.path)
     tif = planes.tiff(path)
     found = series_list(tif, path)
     if not 0 <= source.series < len(found):
