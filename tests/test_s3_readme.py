@@ -51,4 +51,4 @@ def test_shell_example_uses_only_existing_commands() -> None:
     commands = [
         line for line in _block("sh", "toile verify").splitlines() if line.startswith("toile")
     ]
-    assert [c.split()[1] for c in commands] == ["export", "info", "verify"]
+    assert [c.split()[1] for c in commands] == ["export", "export", "info", "verify"]
