@@ -93,3 +93,23 @@ def test_export_from_a_bucket_reads_planes_exactly_with_few_requests(s3: S3, tmp
     assert 0 < len(gets) <= 12, calls  # a few block reads per file, not one per plane
     sources = [r["source"] for r in toile.open(tmp_path / "ds").manifest.recordings]
     assert sources == [f"{s3.url}/{key}" for key in sorted(movies)]
+
+
+def test_an_object_removed_after_planning_is_named(s3: S3, tmp_path) -> None:
+    """Planned (opened, measured) from the bucket, then gone before its frames are read."""
+    from toile.config import make_config
+    from toile.errors import InputError
+    from toile.export.run import _export, plan_recordings
+
+    rng = np.random.default_rng(9)
+    for key in ("raw/a.ome.tif", "raw/b.ome.tif"):
+        s3.put(key, _tiff(rng.integers(0, 4096, (10, 16, 16), dtype=np.uint16)))
+    config = make_config([f"{s3.url}/raw/*.ome.tif"], tmp_path / "ds", progress=False)
+    plans = plan_recordings(config, [])
+    assert len(plans) == 2
+    s3.client().delete_object(Bucket=s3.bucket, Key="raw/b.ome.tif")
+    with pytest.raises(InputError) as caught:
+        _export(config, plans, None)
+    assert str(caught.value).startswith(f"{s3.url}/raw/b.ome.tif: ")
+    assert "exist" in str(caught.value) and "\n" not in str(caught.value)
+    assert not (tmp_path / "ds" / "ds.manifest.json").exists()
