@@ -116,9 +116,9 @@ class Recording(ABC):
 class Candidates:
     """The files found under the user's inputs that no format has claimed yet.
 
-    ``named`` are the files the user named themselves (a path or a glob match), as
-    opposed to files found by walking a directory: a non-TIFF file left unclaimed is an
-    error only when it was named. Formats look at a file's first ImageDescription
+    ``named`` are the files the user named themselves (a path), as opposed to files
+    found by walking a directory or matched by a glob: a non-TIFF file left unclaimed is
+    an error only when it was named. Formats look at a file's first ImageDescription
     through :meth:`description`, read once per file with a few small reads.
     """
 
