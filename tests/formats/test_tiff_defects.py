@@ -310,3 +310,22 @@ def test_calibrated_option_from_yaml_and_command_line(tmp_path: Path) -> None:
     path.write_text("inputs: [a.tif]\ncalibrated: 3\n")
     with pytest.raises(Exception, match="calibrated"):
         build_config([], tmp_path / "out", {}, config_path=path)
+
+
+def test_export_with_calibrated_writes_the_true_signed_values(tmp_path: Path) -> None:
+    from toile.config import make_config
+    from toile.dataset import open_dataset
+    from toile.export import export_frames
+
+    path = tmp_path / "signed.tif"
+    true = _signed_imagej(path)
+    for calibrated, name in ((True, "cal"), (False, "raw")):
+        export_frames(make_config([str(path)], tmp_path / name, calibrated=calibrated))
+    calibrated_ds, raw_ds = open_dataset(tmp_path / "cal"), open_dataset(tmp_path / "raw")
+    images = np.stack([frame.image for frame in calibrated_ds])
+    assert images.dtype == np.int16 and np.array_equal(images, true)
+    assert calibrated_ds.manifest.raw["options"]["calibrated"] is True
+    assert "calibrated" not in raw_ds.manifest.raw["options"]
+    raw_images = np.stack([frame.image for frame in raw_ds])
+    assert raw_images.dtype == np.uint16
+    assert np.array_equal(raw_images.astype(np.int32) - 32768, true)

@@ -85,7 +85,11 @@ def plan_recordings(config: ExportConfig, skipped: list[dict]) -> list[Recording
     """Discover and open every recording of ``config`` (metadata only)."""
     from toile.formats import discover
 
-    sources = discover(list(config.inputs), config.base_dir)
+    sources = discover(
+        list(config.inputs),
+        config.base_dir,
+        options={"calibrated": True} if config.calibrated else None,
+    )
     parser = None
     if config.filename_spec is not None:
         from toile.filenames import compile_spec

@@ -197,6 +197,7 @@ def _output_options(config: ExportConfig) -> dict:
         "on_error": config.on_error,
         # only when set, so that manifests without binning keep their bytes
         **({"bin": config.bin_factor} if config.bin_factor else {}),
+        **({"calibrated": True} if config.calibrated else {}),
         "filename_spec": None
         if spec is None
         else {"template": spec.template, "transforms": dict(spec.transforms)},
