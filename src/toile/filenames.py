@@ -21,7 +21,7 @@ Matching rules:
   the template matched, as written, against the full name (so a template that
   spells out a suffix field, such as ``{stem}.{ext}``, still works).
 - The name is the recording's name: a stack file's base name, or the prefix of
-  a Prairie View series (see :mod:`toile.inputs`).
+  a Prairie View series; each format names its sources (:mod:`toile.formats`).
 - Fields without a transform are kept as the matched text (``identity``).
   Values are JSON-friendly: dates are ISO strings, not ``date`` objects.
 - A transform that returns a mapping contributes one field per key, named
