@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from toile.formats.base import Format
 from toile.formats.imagej import ImageJFormat
+from toile.formats.micromanager import MicroManagerFormat
 from toile.formats.ome_tiff import OmeTiffFormat
 from toile.formats.plain import PlainTiffFormat
 from toile.formats.prairie import PrairieFormat
@@ -23,6 +24,7 @@ FORMATS: tuple[Format, ...] = (
     PrairieFormat(),
     ThorImageFormat(),
     ScanImageFormat(),
+    MicroManagerFormat(),
     OmeTiffFormat(),
     ImageJFormat(),
     PlainTiffFormat(),
