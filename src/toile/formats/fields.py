@@ -124,3 +124,15 @@ FORMAT_NAMES = (
     FORMAT_TIFF,
     FORMAT_SYNTHETIC,
 )
+
+
+def finite_float(text: str | None) -> float | None:
+    """A vendor's number as written (``"0.928"``), or None when absent, not a number or
+    not finite: such a field is left out rather than guessed."""
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if value == value and abs(value) != float("inf") else None

@@ -28,7 +28,7 @@ from toile.errors import InputError
 from toile.formats.base import Candidates, Format, Recording, Source
 from toile.formats.fields import FORMAT_OME_TIFF
 from toile.formats.tiff import ome, ome_xml
-from toile.formats.tiff.files import input_path, open_binary
+from toile.formats.tiff.files import closed_on_error, input_path, open_binary
 from toile.formats.tiff.ome_xml import OmeDocument
 from toile.formats.tiff.planes import PlaneGrid, PlaneRef, TiffPlanes
 
@@ -180,7 +180,7 @@ def open_ome(
     files the TiffData name; a missing file is an error naming it.
     """
     planes = planes if planes is not None else TiffPlanes()
-    try:
+    with closed_on_error(planes, source.path):
         return _open_ome(
             source,
             channel,
@@ -191,27 +191,6 @@ def open_ome(
             vendor_metadata,
             planes,
         )
-    except InputError:
-        planes.close()
-        raise
-    except (
-        tifffile.TiffFileError,
-        OSError,
-        ValueError,
-        KeyError,
-        IndexError,
-        RuntimeError,
-        TypeError,
-        ZeroDivisionError,
-        OverflowError,
-        MemoryError,
-    ) as exc:
-        # a corrupt file can make tifffile fail in many ways
-        planes.close()
-        raise InputError(source.path, f"cannot read TIFF ({exc})") from exc
-    except BaseException:
-        planes.close()
-        raise
 
 
 def _open_ome(

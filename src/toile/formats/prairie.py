@@ -35,6 +35,7 @@ from typing import Any
 from toile.errors import InputError
 from toile.formats import fields as F
 from toile.formats.base import Candidates, Format, Recording, Source
+from toile.formats.fields import finite_float as _float
 from toile.formats.tiff.files import open_binary
 from toile.formats.tiff.planes import PlaneGrid, PlaneRef
 
@@ -161,16 +162,6 @@ def _parse_shard(shard: ET.Element) -> State:
             else:
                 table[index] = {str(i): {"value": v.strip()} for i, v in enumerate(tokens)}
     return state
-
-
-def _float(text: str | None) -> float | None:
-    if text is None:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if value == value and abs(value) != float("inf") else None
 
 
 def _int(text: str | None) -> int | None:

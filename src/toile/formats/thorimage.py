@@ -34,6 +34,7 @@ import numpy as np
 from toile.errors import InputError
 from toile.formats import fields as F
 from toile.formats.base import Candidates, Format, Recording, Source
+from toile.formats.fields import finite_float as _float
 from toile.formats.tiff.files import open_binary
 from toile.formats.tiff.light import first_description
 from toile.formats.tiff.planes import PlaneGrid, PlaneRef
@@ -117,16 +118,6 @@ def experiment_json(root: ET.Element) -> dict:
         return out
 
     return {root.tag: convert(root)}
-
-
-def _float(text: str | None) -> float | None:
-    if text is None:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if value == value and abs(value) != float("inf") else None
 
 
 def _date(root: ET.Element, path: Path) -> str | None:

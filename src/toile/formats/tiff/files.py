@@ -62,6 +62,38 @@ def tifffile_messages() -> Iterator[list[str]]:
         _CAPTURE.local.messages = None
 
 
+#: What a corrupt file can make tifffile (and numpy under it) raise while a recording opens.
+TIFF_ERRORS: tuple[type[BaseException], ...] = (
+    tifffile.TiffFileError,
+    OSError,
+    ValueError,
+    KeyError,
+    IndexError,
+    RuntimeError,
+    TypeError,
+    ZeroDivisionError,
+    OverflowError,
+    MemoryError,
+)
+
+
+@contextmanager
+def closed_on_error(resource: Any, path: Path) -> Iterator[None]:
+    """Close ``resource`` if the block fails; a tifffile failure becomes an InputError
+    naming ``path`` (a corrupt file can make tifffile fail in many ways)."""
+    try:
+        yield
+    except InputError:
+        resource.close()
+        raise
+    except TIFF_ERRORS as exc:
+        resource.close()
+        raise InputError(path, f"cannot read TIFF ({exc})") from exc
+    except BaseException:
+        resource.close()
+        raise
+
+
 def input_path(path: str | Path | Any) -> Any:
     """``path`` as a :class:`~pathlib.Path`; a URL input's path-like object
     (:class:`toile.storage.paths.StoragePath`, from ``toile.storage.inputs``) as it is."""

@@ -22,7 +22,7 @@ import tifffile
 
 from toile.errors import InputError
 from toile.formats.base import Source
-from toile.formats.tiff.files import input_path
+from toile.formats.tiff.files import closed_on_error, input_path
 from toile.formats.tiff.planes import PlaneGrid, PlaneRef, TiffPlanes, is_raw
 
 #: tifffile's axis codes that are a time (or plain sequence) axis.
@@ -72,29 +72,8 @@ def open_series(
     ``metadata`` holds the format's recording-level fields; the sizes, ``files`` and
     ``dtype`` are added here."""
     planes = planes if planes is not None else TiffPlanes(2)
-    try:
+    with closed_on_error(planes, source.path):
         return _open(source, metadata, channel, channel_names, vendor_metadata, planes)
-    except InputError:
-        planes.close()
-        raise
-    except (
-        tifffile.TiffFileError,
-        OSError,
-        ValueError,
-        KeyError,
-        IndexError,
-        RuntimeError,
-        TypeError,
-        ZeroDivisionError,
-        OverflowError,
-        MemoryError,
-    ) as exc:
-        # a corrupt file can make tifffile fail in many ways
-        planes.close()
-        raise InputError(source.path, f"cannot read TIFF ({exc})") from exc
-    except BaseException:
-        planes.close()
-        raise
 
 
 def _open(
