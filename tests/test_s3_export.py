@@ -199,6 +199,33 @@ def test_storage_options_from_yaml(s3: S3, tmp_path: Path, monkeypatch: pytest.M
     np.testing.assert_array_equal(images, movie)
 
 
+def test_storage_options_from_yaml_read_inputs_too(
+    s3: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Recordings in a bucket reached only through storage_options, none in the environment."""
+    import s3fs
+
+    source = tmp_path / "rec.tif"
+    movie = _tiff(source)
+    s3.put("raw/rec.tif", source.read_bytes())
+    for name in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    s3fs.S3FileSystem.clear_instance_cache()
+    options = {
+        "endpoint_url": s3.server.endpoint,
+        "key": "AKIATOILETESTKEY0001",
+        "secret": SECRET_KEY,
+    }
+    config = tmp_path / "config.yaml"
+    config.write_text(json.dumps({"inputs": [f"{s3.url}/raw/*.tif"], "storage_options": options}))
+    result = CliRunner().invoke(main, ["export", "frames", str(config), str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    images = np.stack([frame.image for frame in toile.open(tmp_path / "out")])
+    np.testing.assert_array_equal(images, movie)
+    manifest = next((tmp_path / "out").glob("*.manifest.json")).read_text()
+    assert SECRET_KEY not in manifest
+
+
 def test_dask_workers_write_their_shards_to_the_bucket(s3: S3, tmp_path: Path) -> None:
     """A real LocalCluster of two worker processes uploads the shards itself."""
     url = f"{s3.url}/dask"

@@ -89,6 +89,7 @@ def plan_recordings(config: ExportConfig, skipped: list[dict]) -> list[Recording
         list(config.inputs),
         config.base_dir,
         options={"calibrated": True} if config.calibrated else None,
+        storage_options=config.storage_options or None,
     )
     parser = None
     if config.filename_spec is not None:

@@ -42,7 +42,10 @@ def is_tiff_name(path: str | Path) -> bool:
 
 
 def discover(
-    patterns: Sequence[str], base_dir: Path, options: Mapping[str, Any] | None = None
+    patterns: Sequence[str],
+    base_dir: Path,
+    options: Mapping[str, Any] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> list[Source]:
     """Sources for ``patterns`` (relative ones relative to ``base_dir``), sorted by path
     then series, each claimed by the first format of the registry that understands it.
@@ -50,7 +53,8 @@ def discover(
     ``options`` (e.g. ``{"calibrated": True}``) go into every source's ``detail``, for
     the format that opens it. Raises InputError for a path that does not exist, a
     pattern that matches nothing, a directory without any TIFF file, an unreadable file
-    or directory, and a named file that no format reads.
+    or directory, and a named file that no format reads. ``storage_options`` are the
+    fsspec options of URL patterns (endpoint, credentials, ...).
     """
     from toile.formats.registry import FORMATS
 
@@ -60,7 +64,7 @@ def discover(
         from toile.storage.inputs import split_patterns, url_inputs
 
         patterns, urls = split_patterns([str(p) for p in patterns])
-        remote = url_inputs(urls)
+        remote = url_inputs(urls, storage_options)
         files.update(remote)  # type: ignore[arg-type]
         named.update(p for p in remote if str(p) in urls)  # type: ignore[misc]
     for pattern in patterns:
