@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 import webdataset as wds
+from peer_common import movie_metadata
 
 MAXSIZE = 850_000_000
 
@@ -29,22 +30,6 @@ def master_file(path: Path) -> Path:
             raise SystemExit(f"{path}: no TIFF files")
         return tiffs[0]
     return path
-
-
-def movie_metadata(path: Path) -> dict:
-    """A few OME-XML Pixels attributes, as a user would pick them out by hand."""
-    with tifffile.TiffFile(path) as tif:
-        xml = tif.ome_metadata
-    if not xml:
-        return {}
-    image = tifffile.xml2dict(xml)["OME"]["Image"]
-    image = image[0] if isinstance(image, list) else image
-    pixels = image["Pixels"]
-    keys = ("PhysicalSizeX", "PhysicalSizeY", "TimeIncrement", "SizeT", "SizeC", "Type")
-    meta = {key: pixels[key] for key in keys if key in pixels}
-    meta["image_name"] = image.get("Name")
-    meta["acquisition_date"] = image.get("AcquisitionDate")
-    return meta
 
 
 def convert(source: Path, output: Path, to_uint8: bool, cap: int = MAXSIZE) -> int:

@@ -16,10 +16,11 @@ computed from, and applied to, the binned frames) sees binned frames only.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+
+from toile.formats.base import Recording
 
 #: Metadata key of the binning record.
 BINNING_KEY = "binning"
@@ -88,12 +89,8 @@ def binned_metadata(metadata: dict, shape: tuple[int, ...], factor: int) -> dict
     return result
 
 
-class BinnedRecording:
-    """A recording whose frames are binned N x N; everything else is the wrapped recording's.
-
-    Implements the :class:`toile.formats.Recording` interface (attributes, ``read_frame``,
-    ``frame_metadata``, ``close``, context manager, ``len`` and iteration).
-    """
+class BinnedRecording(Recording):
+    """A recording whose frames are binned N x N; everything else is the wrapped recording's."""
 
     def __init__(self, recording: Any, factor: int) -> None:
         check_factor(factor)
@@ -119,13 +116,8 @@ class BinnedRecording:
         if self._scratch is None:
             self._scratch = np.empty(self._recording.frame_shape, dtype=self.dtype)
         frame = self._recording.read_frame(index, self._scratch)
-        if out is not None and (
-            out.shape != self.frame_shape or out.dtype != self.dtype or not out.flags.writeable
-        ):
-            raise ValueError(
-                f"out must be a writeable {self.frame_shape} {self.dtype} array, "
-                f"got {out.shape} {out.dtype}"
-            )
+        if out is not None:
+            self.check_out(out)
         return bin_frame(frame, self.factor, out)
 
     def frame_metadata(self, index: int) -> dict:
@@ -133,19 +125,6 @@ class BinnedRecording:
 
     def close(self) -> None:
         self._recording.close()
-
-    def __enter__(self) -> BinnedRecording:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def __len__(self) -> int:
-        return self.n_frames
-
-    def __iter__(self) -> Iterator[tuple[int, np.ndarray, dict]]:
-        for index in range(self.n_frames):
-            yield index, self.read_frame(index), self.frame_metadata(index)
 
     def __getattr__(self, name: str) -> Any:
         # anything else a format adds (its own helpers) comes from the wrapped recording
