@@ -360,13 +360,23 @@ def test_ctrl_c_at_random_moments_always_stops(large_inputs, tmp_path):
     outcomes = []
     started = time.monotonic()
     for options, runs in CTRL_C_RUNS:
+        # The moments are drawn within the length of an uninterrupted run on this machine,
+        # so that a fast machine still interrupts most runs before they finish.
+        full = time.monotonic()
+        reference = _start(
+            large_inputs, tmp_path / "full", subprocess.PIPE, "--compressed", "--uint8", *options
+        )
+        _, stderr = reference.communicate(timeout=60)
+        assert reference.returncode == 0, stderr
+        length = time.monotonic() - full
+        shutil.rmtree(tmp_path / "full")
         for run in range(runs):
             output = tmp_path / f"out-{len(outcomes)}"
             process = _start(
                 large_inputs, output, subprocess.PIPE, "--compressed", "--uint8", *options
             )
             try:
-                time.sleep(rng.uniform(0.3, 2.8))
+                time.sleep(rng.uniform(0.3, max(0.4, 0.95 * length)))
                 target = "process-group" if run % 2 else "main-process"
                 if process.poll() is not None:
                     stderr = process.communicate()[1]
