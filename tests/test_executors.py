@@ -280,7 +280,15 @@ def with_bad_frame(inputs, tmp_path_factory) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "executor", [["--workers", "1"], ["--executor", "processes", "--workers", "2"]]
+    "executor",
+    [
+        ["--workers", "1"],
+        ["--executor", "processes", "--workers", "2"],
+        # one pass in the driver: failing while deflating, and in the statistics pass
+        ["--compressed", "--workers", "2"],
+        ["--uint8", "--compressed", "--workers", "1"],
+    ],
+    ids=["inline", "processes", "one-pass", "one-pass-uint8"],
 )
 def test_a_recording_failing_mid_way_is_skipped_and_the_rest_replanned(
     executor, with_bad_frame, tmp_path

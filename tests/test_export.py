@@ -106,17 +106,27 @@ def test_glob_over_series_files_collapses_to_one_recording(tree, tmp_path):
     "extra", [["--uint8"], ["--compressed", "--format", "atdata"]], ids=["uint8", "gz-atdata"]
 )
 def test_workers_two_equal_workers_one_byte_for_byte(tree, tmp_path, extra):
-    one, two = tmp_path / "one", tmp_path / "two"
+    """One pass on 1 or 2 threads, and the planned path on 2 processes: the same bytes."""
+    one, two, processes = tmp_path / "one", tmp_path / "two", tmp_path / "processes"
     args = ["--stem", "ds", "--shard-size", "40000", *extra]
-    assert _export(str(tree["root"]), str(one), "--workers", "1", *args).exit_code == 0
+    result = _export(str(tree["root"]), str(one), "--workers", "1", "-v", *args)
+    assert result.exit_code == 0, result.output
+    assert "on 1 thread(s) of this process, in one pass" in result.output
     result = _export(str(tree["root"]), str(two), "--workers", "2", "-v", *args)
     assert result.exit_code == 0, result.output
+    assert "on 2 thread(s) of this process, in one pass" in result.output
+    result = _export(
+        str(tree["root"]), str(processes), "--workers", "2", "--executor", "processes", "-v", *args
+    )
+    assert result.exit_code == 0, result.output
     assert "processes executor, 2 worker(s)" in result.output
+    assert "in one pass" not in result.output
     names = sorted(p.name for p in one.iterdir())
     assert len(names) > 2
-    assert names == sorted(p.name for p in two.iterdir())
-    for name in names:
-        assert (one / name).read_bytes() == (two / name).read_bytes(), name
+    for other in (two, processes):
+        assert names == sorted(p.name for p in other.iterdir())
+        for name in names:
+            assert (one / name).read_bytes() == (other / name).read_bytes(), (other, name)
 
 
 @pytest.mark.parametrize(

@@ -7,9 +7,10 @@ before anything is written. Measuring gives each recording's packed sample sizes
   a pixel (:func:`toile.export.samples.plain_sizes`);
 - ``--uint8``: after the statistics pass (one sequential pass per recording), since
   the mapping is part of every sample's metadata;
-- ``--compressed``: only by deflating. The samples are deflated here and again when
-  their shard is assembled, rather than kept: see the README ("Performance") for the
-  measurement behind that choice.
+- ``--compressed``: only by deflating. On this path the samples are deflated here and
+  again when their shard is assembled, so that every shard task stays independent, on
+  any worker of a cluster; an export on this machine alone deflates once instead, laying
+  the shards out as the samples come (:mod:`toile.export.stream`).
 
 The measuring tasks run on the export's executor, a chunk of frames each.
 """

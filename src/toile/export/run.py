@@ -56,6 +56,13 @@ from toile.export.plan import (
     stats_task,
 )
 from toile.export.samples import ConvertOptions, RecordingJob
+from toile.export.stream import (
+    RecordingFailed,
+    StreamedShards,
+    stream_shards,
+    stream_threads,
+    uint8_mapping,
+)
 from toile.formats import open_source
 from toile.names import (
     JOURNAL_NAME,
@@ -409,6 +416,7 @@ class _Export:
             p.recording_index: p.job(config.channel, token) for p in plans
         }
         self.done: dict[int, ShardInfo] = {}
+        self.streamed = False
         self.bar: Any = _NoProgress()
         self.log_recordings = False
         #: Frames of each recording in the shards accepted so far.
@@ -438,14 +446,23 @@ class _Export:
         if config.resume:
             journaled = self._resume_state()
         own = executor is None
+        #: One pass in this process (no measuring pass): see toile.export.stream.
+        self.streamed = (
+            own
+            and not dry_run
+            and not config.resume
+            and (config.compressed or config.to_uint8)
+            and config.executor in (None, "inline")
+        )
         if executor is None:
-            executor = make_executor(config, choose_workers(config, self.plans))
+            workers = 1 if self.streamed else choose_workers(config, self.plans)
+            executor = make_executor(config, workers)
         log.info("running on the %s", executor.describe())
         show = config.progress if config.progress is not None else sys.stderr.isatty()
         # Without a terminal a bar's redraws would be \r-joined into the log: with
         # --verbose, one plain line per recording written instead.
         self.log_recordings = not show and log.isEnabledFor(logging.INFO)
-        passes = 1 + int(config.to_uint8) + int(config.compressed)
+        passes = 1 + int(config.to_uint8) + int(config.compressed and not self.streamed)
         self.bar = _progress_bar(sum(p.n_frames for p in self.plans) * passes, show)
         try:
             with executor if own else contextlib.nullcontext(executor):
@@ -499,13 +516,12 @@ class _Export:
         )
 
     def _write(self, executor: Executor, journaled: dict[int, ShardInfo]) -> list[ShardInfo]:
+        if self.streamed:
+            return self._stream()
         if self.options.to_uint8:
             self._stats(executor)
         sizes = self._measure(executor)
-        if isinstance(self.config.output, str):
-            self.output.ensure()
-        else:
-            _prepare_output(self.config.output)
+        self._prepare()
         if not self.config.resume:
             self.staging.remove_all()
         self.staging.ensure()
@@ -525,6 +541,60 @@ class _Export:
                 first = False
             if self._assemble(executor, layout):
                 return [self.done[s.index] for s in layout]
+
+    def _prepare(self) -> None:
+        if isinstance(self.config.output, str):
+            self.output.ensure()
+        else:
+            _prepare_output(self.config.output)
+
+    def _stream(self) -> list[ShardInfo]:
+        """Map, pack and write every sample in one pass on a pool of threads of this process."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        threads = stream_threads(self.config.workers, sum(p.n_frames for p in self.plans))
+        log.info("deflating and mapping on %d thread(s) of this process, in one pass", threads)
+        with ThreadPoolExecutor(threads, thread_name_prefix="toile-pack") as pool:
+            if self.options.to_uint8:
+                for index, job in list(self.jobs.items()):
+                    try:
+                        mapping = uint8_mapping(job, self.options, pool)
+                    except RecordingFailed as failure:
+                        self._skip_or_raise(failure)
+                        continue
+                    self.jobs[index] = job.with_mapping(mapping)
+                    self.bar.update(job.n_frames)
+            self._prepare()
+            while True:
+                self.staging.remove_all()
+                self.staging.ensure()
+                self.done, self.written = {}, {}
+                self.journal.start(self.fingerprint, {})
+                writer = StreamedShards(
+                    self.staging,
+                    stem=self.config.stem,
+                    max_size=self.config.shard_size,
+                    compressed=self.config.compressed,
+                    on_shard=self._accept_streamed,
+                )
+                jobs = [self.jobs[i] for i in sorted(self.jobs)]
+                try:
+                    stream_shards(jobs, self.options, writer, pool, threads)
+                except RecordingFailed as failure:
+                    # skipped: the layout after it changes, so every shard is written again
+                    self._skip_or_raise(failure)
+                    continue
+                return [self.done[i] for i in sorted(self.done)]
+
+    def _skip_or_raise(self, failure: RecordingFailed) -> None:
+        if not self._skip(TaskFailure.wrap(failure.error, failure.recording)):
+            raise failure.error
+
+    def _accept_streamed(self, shard: PlannedShard, info: ShardInfo) -> None:
+        self.done[shard.index] = info
+        self.journal.append(shard.index, info)
+        self.bar.update(info.samples)
+        self._log_written(shard)
 
     def _plan_only(self, executor: Executor) -> DryRun:
         """Everything a run does before its first shard, then the plan instead of shards."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -153,12 +154,32 @@ def iter_samples(
         raise ValueError(f"{job.label}: the uint8 mapping is missing")
     digits = frame_digits(job.n_frames)
     for index in range(start, stop):
-        image = recording.read_frame(index)
-        if mapping is not None:
-            image = mapping.apply(image)
         key = sample_key(job.recording_index, index, digits)
-        members = encoder.members(key, image, recording.frame_metadata(index))
-        yield pack_sample(key, members, options.compressed)
+        yield pack_frame(
+            encoder,
+            mapping,
+            key,
+            recording.read_frame(index),
+            recording.frame_metadata(index),
+            options.compressed,
+        )
+
+
+def pack_frame(
+    encoder: SampleEncoder,
+    mapping: Any,
+    key: str,
+    image: np.ndarray,
+    frame_metadata: dict,
+    compressed: bool,
+) -> PackedSample:
+    """One frame's packed sample: mapped to uint8 by ``mapping`` (when given), encoded, packed.
+
+    Safe to call on several threads at once (the encoder and the mapping are not changed).
+    """
+    if mapping is not None:
+        image = mapping.apply(image)
+    return pack_sample(key, encoder.members(key, image, frame_metadata), compressed)
 
 
 def plain_sizes(job: RecordingJob, options: ConvertOptions) -> Iterator[int]:
