@@ -440,3 +440,140 @@ def test_broken_pvscan_xml_is_an_error_of_its_recording_only(tmp_path):
     assert result.exit_code == 3, result.output  # some recordings skipped
     manifest = json.loads((out / "out.manifest.json").read_text())
     assert [r["source"] for r in manifest["recordings"]] == [str(good / "TSeries-g.xml")]
+
+
+@pytest.fixture
+def parses(monkeypatch) -> list[Path]:
+    """The PVScan documents parsed while the test runs (the parser's own calls)."""
+    from toile.formats import prairie
+
+    seen: list[Path] = []
+    parse = prairie._parse
+
+    def counted(path: Path, data: bytes):
+        seen.append(Path(path))
+        return parse(path, data)
+
+    monkeypatch.setattr(prairie, "_parse", counted)
+    return seen
+
+
+def test_pvscan_xml_parsed_once_per_document_from_discovery_to_the_last_frame(tmp_path, parses):
+    rng = np.random.default_rng(8)
+    first, second = tmp_path / "TSeries-p1", tmp_path / "TSeries-p2"
+    for folder in (first, second):
+        write_prairie_series(
+            folder, iter(rng.integers(0, 4096, (3, 8, 8), dtype=np.uint16)), prefix=folder.name
+        )
+    (source,) = discover([str(first)], tmp_path)
+    with open_source(source) as recording:
+        for i in range(3):
+            recording.read_frame(i)
+            recording.frame_metadata(i)
+    assert parses == [first / "TSeries-p1.xml"]
+    parses.clear()
+    # an export of two recordings: discovery, planning, then each recording's shards
+    out = tmp_path / "out"
+    result = _export(str(first), str(second), str(out), "--shard-size", "6000")
+    assert result.exit_code == 0, result.output
+    assert len(_samples(out)) == 6
+    # the first document is still the one parsed above: only the second one is read
+    assert parses == [second / "TSeries-p2.xml"]
+
+
+def test_separate_sequences_of_one_xml_share_its_parse(tmp_path, parses):
+    folder = tmp_path / "TSeries-two"
+    folder.mkdir()
+    cycles = []
+    for cycle in (1, 2):
+        name = f"TSeries-two_Cycle{cycle:05d}_Ch1_000001.ome.tif"
+        tifffile.imwrite(folder / name, np.full((4, 4), cycle, np.uint16))
+        cycles.append([[name]])
+    xml = write_pvscan_xml(
+        folder / "TSeries-two.xml",
+        cycles,
+        height=4,
+        width=4,
+        time_increment=0.1,
+        physical_size=1.0,
+        z_step=None,
+        position=None,
+        date=None,
+    )
+    xml.write_text(xml.read_text("utf-8").replace("ZSeries", "Timed"), "utf-8")
+    sources = discover([str(folder)], tmp_path)
+    assert len(sources) == 2
+    for cycle, source in enumerate(sources, 1):
+        with open_source(source) as recording:
+            assert recording.read_frame(0)[0, 0] == cycle
+    assert parses == [xml]
+
+
+def test_pvscan_xml_changed_after_discovery_is_read_again(tmp_path, parses):
+    rng = np.random.default_rng(9)
+    folder = tmp_path / "TSeries-c"
+    write_prairie_series(
+        folder, iter(rng.integers(0, 4096, (4, 8, 8), dtype=np.uint16)), prefix="TSeries-c"
+    )
+    xml = folder / "TSeries-c.xml"
+    (source,) = discover([str(folder)], tmp_path)
+    text = xml.read_text(encoding="utf-8-sig")
+    ends = [m.end() for m in re.finditer(r"</Frame>", text)]
+    xml.write_text("\ufeff" + text[: ends[1]] + "\n  </Sequence>\n</PVScan>", "utf-8")
+    with open_source(source) as recording:
+        assert recording.n_frames == 2
+    assert parses == [xml, xml]
+
+
+def test_frame_states_give_each_frame_its_own_fields(real_tseries, tmp_path):
+    """Frames that state a position or a laser power keep theirs; the others take their
+    sequence's, also where two frames state the same thing, in a T-series and in a
+    T-series of Z-stacks whose second volume changes the laser power."""
+    folder, _ = real_tseries
+    xml = folder / f"{TS}.xml"
+    text = xml.read_text(encoding="utf-8-sig")
+    period = '<PVStateValue key="framePeriod" value="1.00025097887275" />'
+    parts = text.split(period)
+    power = (
+        '<PVStateValue key="laserPower"><IndexedValue index="1" value="250" '
+        'description="Insight X3" /></PVStateValue>'
+    )
+    focus = (
+        '<PVStateValue key="positionCurrent"><SubindexedValues index="ZAxis">'
+        '<SubindexedValue subindex="0" value="12.5" /></SubindexedValues></PVStateValue>'
+    )
+    parts[2], parts[4] = power + focus + parts[2], power + parts[4]
+    xml.write_text("\ufeff" + period.join(parts), "utf-8")
+    (source,) = discover([str(folder)], folder)
+    with open_source(source) as recording:
+        frames = [recording.frame_metadata(i) for i in range(4)]
+    assert [f["laser_power"][1]["value"] for f in frames] == [300.0, 250.0, 300.0, 250.0]
+    assert [f["position_z"] for f in frames] == [-217.82, 12.5, -217.82, -217.82]
+    assert [f["position_x"] for f in frames] == [-157.5] * 4
+
+    volumes = tmp_path / "TSeries-zp"
+    rng = np.random.default_rng(10)
+    write_prairie_series(
+        volumes,
+        iter(rng.integers(0, 99, (6, 4, 4), dtype=np.uint16)),
+        prefix="TSeries-zp",
+        size_z=3,
+    )
+    xml = volumes / "TSeries-zp.xml"
+    text = xml.read_text(encoding="utf-8-sig")
+    head, first, rest = text.split("<PVStateShard />", 2)
+    xml.write_text(
+        "\ufeff"
+        + head
+        + "<PVStateShard />"
+        + first
+        + f"<PVStateShard>{power}</PVStateShard>"
+        + rest,
+        "utf-8",
+    )
+    (source,) = discover([str(volumes)], tmp_path)
+    with open_source(source) as recording:
+        frames = [recording.frame_metadata(i) for i in range(6)]
+        assert recording.metadata["laser_power"][1]["value"] == 300.0
+    assert [f["laser_power"][1]["value"] for f in frames] == [300.0] * 3 + [250.0] * 3
+    assert [f["position_z"] for f in frames] == [0.0, 2.0, 4.0] * 2

@@ -26,6 +26,7 @@ import logging
 import os
 import re
 import xml.etree.ElementTree as ET
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -179,10 +180,63 @@ def parse_pvscan(path: Path) -> PVScan:
     Some Prairie View versions write characters XML 1.0 does not allow; they are
     removed and the document parsed again. Raises InputError naming the file.
     """
+    return _parse_document(path, _read_document(path)[1])
+
+
+def _read_document(path: Path) -> tuple[tuple[int, ...], bytes]:
+    """The bytes of the file at ``path``, and what identifies this version of it."""
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as fh:
+            version = _version(os.fstat(fh.fileno()))
+            data = fh.read()
     except OSError as exc:
         raise InputError(path, f"cannot be read ({exc.strerror or exc})") from None
+    return version, data
+
+
+def _version(st: os.stat_result) -> tuple[int, ...]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+#: PVScan documents parsed lately (path -> file version, document): discovery parses a
+#: document to find its recordings, and opening them in the same process reuses it while
+#: the file is unchanged. At most ``_CACHED_DOCUMENTS`` documents of ``_CACHED_FRAMES``
+#: frames in all (a parsed frame takes about 1.5 kB).
+_CACHE: OrderedDict[str, tuple[tuple[int, ...], PVScan]] = OrderedDict()
+_CACHED_DOCUMENTS = 4
+_CACHED_FRAMES = 100_000
+
+
+def _frame_count(scan: PVScan) -> int:
+    return sum(len(sequence.frames) for sequence in scan.sequences)
+
+
+def read_pvscan(path: Path) -> PVScan:
+    """The PVScan document at ``path``, parsed once while its file is unchanged (same
+    device, inode, size, modification and change times); shared, not to be changed."""
+    key = os.fspath(path)
+    cached = _CACHE.get(key)
+    if cached is not None:
+        try:
+            unchanged = cached[0] == _version(os.stat(path))
+        except OSError:
+            unchanged = False
+        if unchanged:
+            _CACHE.move_to_end(key)
+            return cached[1]
+    version, data = _read_document(path)
+    scan = _parse_document(path, data)
+    _CACHE.pop(key, None)
+    if _frame_count(scan) <= _CACHED_FRAMES:
+        _CACHE[key] = (version, scan)
+        while len(_CACHE) > _CACHED_DOCUMENTS or (
+            sum(_frame_count(s) for _, s in _CACHE.values()) > _CACHED_FRAMES
+        ):
+            _CACHE.popitem(last=False)
+    return scan
+
+
+def _parse_document(path: Path, data: bytes) -> PVScan:
     try:
         return _parse(path, data)
     except ET.ParseError:
@@ -525,22 +579,53 @@ def _side_images(directory: Path, names: list[str]) -> list[Path]:
     return out
 
 
+def _by_directory(candidates: Candidates) -> dict[Path, dict[str, Path]]:
+    """The candidate files by directory, then by name: the candidates' own path objects.
+
+    A directory's parent is found once, not once per file: in a series of thousands of
+    files, making and hashing a new path for each of them costs more than the rest of
+    discovery.
+    """
+    groups: dict[Path, dict[str, Path]] = {}
+    parents: dict[str, Path] = {}
+    for path in candidates:
+        if isinstance(path, Path):
+            head, name = os.path.split(str(path))
+            parent = parents.get(head)
+            if parent is None:
+                parent = parents[head] = path.parent
+        else:  # a URL input's path-like object
+            parent, name = path.parent, path.name
+        groups.setdefault(parent, {})[name] = path
+    return groups
+
+
+def _paths(directory: Path, group: dict[str, Path], names: list[str]) -> list[Path]:
+    """The files ``names`` of ``directory``: a candidate's own path when it is one."""
+    out = []
+    for name in names:
+        path = group.get(name)
+        out.append(directory / name if path is None else path)
+    return out
+
+
 class PrairieFormat(Format):
     """Bruker Prairie View folders (PVScan XML + Cycle TIFFs), see the module docstring."""
 
     name = F.FORMAT_PRAIRIE
 
     def claim(self, candidates: Candidates) -> list[Source]:
-        directories: set[Path] = set()
-        for path in candidates:
-            directories.add(path.parent)
-            if path.parent.name in SIDE_FOLDERS:
-                directories.add(path.parent.parent)
-            elif path.parent.parent.name in SIDE_FOLDERS:
-                directories.add(path.parent.parent.parent)
+        groups = _by_directory(candidates)
+        directories = set(groups)
+        for parent in groups:
+            if parent.name in SIDE_FOLDERS:
+                directories.add(parent.parent)
+            elif parent.parent.name in SIDE_FOLDERS:
+                directories.add(parent.parent.parent)
         sources: list[Source] = []
         for directory in sorted(directories):
             names = candidates.listdir(directory)
+            group = groups.get(directory, {})
             xmls = [
                 n
                 for n in names
@@ -550,26 +635,29 @@ class PrairieFormat(Format):
             ]
             described = False
             for xml in xmls:
-                found = self._claim_xml(candidates, directory / xml, names)
+                found = self._claim_xml(candidates, directory / xml, names, group)
                 described = described or bool(found)
                 sources.extend(found)
             if not described:
-                sources.extend(self._claim_cycles(candidates, directory, names))
+                sources.extend(self._claim_cycles(candidates, directory, names, group))
             if xmls or any(CYCLE_NAME.match(n) for n in names):
                 candidates.claim(_side_images(directory, names))
         return sources
 
-    def _claim_xml(self, candidates: Candidates, xml: Path, names: list[str]) -> list[Source]:
+    def _claim_xml(
+        self, candidates: Candidates, xml: Path, names: list[str], group: dict[str, Path]
+    ) -> list[Source]:
         """The recordings of one PVScan XML: none when it lists no frame (the folder's
         Cycle files, if any, are then read without it)."""
         candidates.claim([xml])
+        directory = xml.parent
         try:
-            scan = parse_pvscan(xml)
+            scan = read_pvscan(xml)
         except InputError as exc:
             # reported when the recording is opened, where --on-error skip applies; the
             # folder's Cycle files are not recordings of their own meanwhile
             stem = xml.name[: -len(".xml")]
-            images = [xml.parent / n for n in names if CYCLE_NAME.match(n)]
+            images = _paths(directory, group, [n for n in names if CYCLE_NAME.match(n)])
             candidates.claim(images)
             return [
                 Source(
@@ -586,26 +674,27 @@ class PrairieFormat(Format):
             return []
         present = set(names)
         stem = xml.name[: -len(".xml")]
-        sidecars = _sidecars(xml.parent, stem, names)
+        sidecars = _sidecars(directory, stem, names)
         sources = []
         for series, layout in enumerate(found):
-            images = [xml.parent / n for n in _named_files(scan, [layout]) if n in present]
+            named = [n for n in _named_files(scan, [layout]) if n in present]
             sources.append(
                 Source(
                     self.name,
                     xml,
-                    (xml, *sidecars, *images),
+                    (xml, *sidecars, *_paths(directory, group, named)),
                     series=series,
                     name=stem,
                     detail={"xml": str(xml), "sequences": layout.sequences, "mode": layout.mode},
                 )
             )
         candidates.claim(sidecars)
-        candidates.claim(xml.parent / n for n in _named_files(scan, found))
+        # a file that is no candidate cannot be claimed: only candidates are looked up
+        candidates.claim(group[n] for n in _named_files(scan, found) if n in group)
         return sources
 
     def _claim_cycles(
-        self, candidates: Candidates, directory: Path, names: list[str]
+        self, candidates: Candidates, directory: Path, names: list[str], group: dict[str, Path]
     ) -> list[Source]:
         """Cycle files without a PVScan XML: one recording per prefix, read through the
         OME-XML of its first file."""
@@ -615,11 +704,11 @@ class PrairieFormat(Format):
             if match:
                 key = (int(match["cycle"]), int(match["channel"]), int(match["index"]))
                 keys[name] = (match["prefix"], key)
-        named = {keys[n][0] for n in keys if directory / n in candidates}
+        named = {keys[n][0] for n in keys if n in group and group[n] in candidates}
         sources = []
         for prefix in sorted(named):
             members = sorted((key, n) for n, (p, key) in keys.items() if p == prefix)
-            files = [directory / n for _, n in members]
+            files = _paths(directory, group, [n for _, n in members])
             sources.append(
                 Source(self.name, files[0], tuple(files), name=prefix, detail={"xml": None})
             )
@@ -632,7 +721,7 @@ class PrairieFormat(Format):
             return _open_without_xml(source, channel)
         if source.detail.get("error"):
             raise InputError(xml, source.detail["error"])
-        scan = parse_pvscan(Path(xml))
+        scan = read_pvscan(Path(xml))
         layout = _Layout(tuple(source.detail["sequences"]), source.detail["mode"])
         if max(layout.sequences, default=-1) >= len(scan.sequences):
             raise InputError(xml, f"has no sequence {max(layout.sequences) + 1} any more")
@@ -673,6 +762,8 @@ class PrairieRecording(PlaneGrid):
         refs: list[list[list[PlaneRef]]] = []
         missing: list[str] = []
         present = set(os.listdir(directory)) if directory.is_dir() else set()
+        # the source's own paths (made and hashed once, at discovery), not new ones
+        known = {path.name: path for path in source.files}
         named = 0
         for volume in frames:
             row = []
@@ -690,7 +781,8 @@ class PrairieRecording(PlaneGrid):
                     named += 1
                     if name not in present:
                         missing.append(name)
-                    planes.append(PlaneRef(directory / name, page))
+                    path = known.get(name)
+                    planes.append(PlaneRef(directory / name if path is None else path, page))
                 row.append(planes)
             refs.append(row)
         if missing and len(missing) == named:
@@ -791,10 +883,15 @@ class PrairieRecording(PlaneGrid):
     def _varying_fields(self, channels: list[tuple[int, str]], metadata: dict) -> set[str]:
         """The acquisition fields some frame's own state changes (kept per frame)."""
         varying: set[str] = set()
+        seen: set[tuple[int, str]] = set()  # frames of one state give the same fields
         for t, volume in enumerate(self._frames_tz):
             for z, frame in enumerate(volume):
                 if not frame.state and not (self._mode == "tz" and z == 0 and t):
                     continue
+                key = (t if self._mode == "tz" else 0, repr(frame.state))
+                if key in seen:
+                    continue
+                seen.add(key)
                 fields = acquisition_fields(self._state(t, z), channels)
                 for key, value in fields.items():
                     if metadata.get(key) != value:
@@ -810,13 +907,15 @@ class PrairieRecording(PlaneGrid):
             out[F.T] = frame.relative_time
         if frame.absolute_time is not None:
             out["absolute_time_s"] = frame.absolute_time
-        if not frame.state:
+        state: State | None = None
+        if "positionCurrent" in frame.state:
+            state = self._state(t, z)
+            out.update(positions(state))
+        else:  # the position its sequence's state gives
             out.update(self._base_positions[t if self._mode == "tz" else 0])
-            if not self._varying:
-                return out
-        state = self._state(t, z)
-        out.update(positions(state))
         if self._varying:
+            if state is None:
+                state = self._state(t, z)
             fields = acquisition_fields(state, self._channels_pv)
             out.update({k: v for k, v in fields.items() if k in self._varying})
         return out
