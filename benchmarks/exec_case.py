@@ -7,9 +7,10 @@ cache), next to the CPU bound of any speed-up on this machine: the 1-worker wall
 over its CPU seconds spread on every core (``wall / (cpu / cores)``). Targets on 2
 cores: at least 1.5x for --compressed, 1.3x for the plain multi-shard export.
 
-It also measures the choice the compressed plan makes (README, "Performance"):
-deflating every sample twice (once to measure, once to write) against keeping the
-compressed pieces of the measuring pass in a spool file and copying them back.
+``--compressed`` is measured three ways: on the two executors' planned path (each
+sample deflated twice, once to measure it and once to write it, so that shard tasks
+stay independent), and in one pass on this machine (``one_pass``: no ``--executor``;
+``--workers`` is then the number of deflating threads, see toile.export.stream).
 
 ``run(workdir)`` returns the figures; ``python benchmarks/exec_case.py [WORKDIR]``
 prints them as JSON.
@@ -82,46 +83,6 @@ def _export(source: Path, output: Path, *flags: str) -> list[str]:
     ]
 
 
-def _spool_choice(source: Path, workdir: Path) -> dict:
-    """Seconds to deflate one recording again against spooling its pieces and reading them back."""
-    from toile.config import make_config
-    from toile.export.plan import plan_recordings
-    from toile.export.samples import ConvertOptions, iter_samples
-
-    config = make_config([str(next(source.glob("*.tif")))], workdir / "unused", workers=1)
-    plan = plan_recordings(config, [])[0]
-    job = plan.job(None, "bench")
-    options = ConvertOptions(compressed=True)
-    start = time.perf_counter()
-    for _ in iter_samples(job, options, 0, job.n_frames):
-        pass
-    deflate = time.perf_counter() - start
-    spool = workdir / "spool.bin"
-    sizes = []
-    start = time.perf_counter()
-    with open(spool, "wb") as handle:
-        for sample in iter_samples(job, options, 0, job.n_frames):
-            for chunk in sample.chunks:
-                handle.write(chunk)
-            sizes.append(sample.size)
-        handle.flush()
-        os.fsync(handle.fileno())
-    measure_and_spool = time.perf_counter() - start
-    start = time.perf_counter()
-    with open(spool, "rb") as handle:
-        for size in sizes:
-            handle.read(size)
-    read_back = time.perf_counter() - start
-    spool.unlink()
-    plan.close()
-    return {
-        "deflate_again_s": round(deflate, 3),
-        "spool_write_s": round(measure_and_spool - deflate, 3),
-        "spool_read_s": round(read_back, 3),
-        "spool_bytes": sum(sizes),
-    }
-
-
 def run(workdir: str | Path) -> dict:
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -136,21 +97,12 @@ def run(workdir: str | Path) -> dict:
     subprocess.run(_export(source, workdir / "warm", "--workers", "1"), check=True)
     figures: dict = {"cores": cores, "recordings": RECORDINGS, "frames": FRAMES, "side": SIDE}
     for mode, flags in (("plain", ()), ("compressed", ("--compressed",))):
-        for executor in executors:
+        for executor in [*executors, *(["one_pass"] if mode == "compressed" else [])]:
+            chosen = () if executor == "one_pass" else ("--executor", executor)
             best = {}
             for workers in ("1", "2"):
                 runs = [
-                    _timed(
-                        _export(
-                            source,
-                            workdir / "out",
-                            *flags,
-                            "--executor",
-                            executor,
-                            "--workers",
-                            workers,
-                        )
-                    )
+                    _timed(_export(source, workdir / "out", *flags, *chosen, "--workers", workers))
                     for _ in range(RUNS)
                 ]
                 best[workers] = min(runs)
@@ -166,7 +118,6 @@ def run(workdir: str | Path) -> dict:
                 "target": TARGETS[mode],
                 "meets_target": speedup >= TARGETS[mode],
             }
-    figures["compressed_plan"] = _spool_choice(source, workdir)
     return figures
 
 
