@@ -144,7 +144,11 @@ _VERBOSE = click.option("-v", "--verbose", is_flag=True, help="Print what was fo
 _WORKERS = click.option(
     "--workers",
     type=click.IntRange(min=1),
-    help="Worker processes, each writing whole shards (default: chosen from the shard plan).",
+    help=(
+        "Worker processes, each writing whole shards (default: chosen from the shard plan); "
+        "for --compressed or --uint8 on this machine, the threads of the one pass (default: "
+        "the cores)."
+    ),
 )
 _EXECUTOR = click.option(
     "--executor",
