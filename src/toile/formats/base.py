@@ -119,7 +119,8 @@ class Candidates:
     ``named`` are the files the user named themselves (a path), as opposed to files
     found by walking a directory or matched by a glob: a non-TIFF file left unclaimed is
     an error only when it was named. Formats look at a file's first ImageDescription
-    through :meth:`description`, read once per file with a few small reads.
+    through :meth:`description`, read once per file with a few small reads (and only
+    its head kept when it is long).
     """
 
     def __init__(self, files: Iterable[Path], named: Iterable[Path] = ()) -> None:
@@ -165,11 +166,18 @@ class Candidates:
         return names
 
     def description(self, path: Path) -> str | None:
-        """The first ImageDescription of TIFF ``path`` ('' without one; None if unreadable)."""
-        if path not in self._descriptions:
-            from toile.formats.tiff.light import first_description
+        """The first ImageDescription of TIFF ``path`` ('' without one; None if unreadable).
 
-            self._descriptions[path] = first_description(path)
+        A description longer than 256 kB (the OME-XML of a long recording, megabytes) is
+        not kept whole: what comes back is then a
+        :class:`~toile.formats.tiff.light.DescriptionHead`, its first 256 kB (enough to
+        tell what the file is; its ``chunks()`` stream the rest, and
+        :func:`toile.formats.tiff.ome.links` reads them).
+        """
+        if path not in self._descriptions:
+            from toile.formats.tiff.light import description_head
+
+            self._descriptions[path] = description_head(path)
         return self._descriptions[path]
 
 

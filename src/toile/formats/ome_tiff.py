@@ -29,6 +29,7 @@ from toile.formats.base import Candidates, Format, Recording, Source
 from toile.formats.fields import FORMAT_OME_TIFF
 from toile.formats.tiff import ome, ome_xml
 from toile.formats.tiff.files import closed_on_error, input_path, open_binary
+from toile.formats.tiff.light import tifffile_description
 from toile.formats.tiff.ome_xml import OmeDocument
 from toile.formats.tiff.planes import PlaneGrid, PlaneRef, TiffPlanes
 
@@ -81,17 +82,13 @@ def count_series(path: Path) -> int:
     """Number of OME Images described for the OME file ``path`` (following BinaryOnly)."""
     path = input_path(path)
     if _TIFF_NAME.search(path.name):
-        from toile.formats.tiff.files import open_tiff
-
-        with open_tiff(path) as tif:
-            xml = ome.first_description(tif)
-            if xml is not None and ome.one_image(xml):
-                # A complete document with one Image: no need to parse all of it (it grows
-                # with the recording); open_ome parses it and reports any other flaw.
-                return 1
-            found = ome.document(path, tif)
-    else:
-        found = ome.document(path)
+        chunks = tifffile_description(path)
+        if chunks is not None and ome.one_image(chunks):
+            # A complete document with one Image: no need to parse all of it (it grows
+            # with the recording); open_ome checks the file, parses it and reports any
+            # other flaw.
+            return 1
+    found = ome.document(path)
     return 1 if found is None else len(found[1].images)
 
 
@@ -205,8 +202,9 @@ def _open_ome(
 ) -> PlaneGrid:
     path = input_path(source.path)
     if document is None:
-        tif = planes.tiff(path) if _TIFF_NAME.search(path.name) else None
-        document = ome.document(path, tif)
+        if _TIFF_NAME.search(path.name):
+            planes.page_count(path)  # the file's own flaws first
+        document = ome.document(path)
         if document is None:
             raise InputError(path, "holds no OME-XML images")
     path, doc = document
@@ -217,7 +215,7 @@ def _open_ome(
     _, sizes = ome_xml.plane_order(image)
     size_c, size_z, size_t = sizes["C"], sizes["Z"], sizes["T"]
     is_tiff = bool(_TIFF_NAME.search(path.name))
-    n_pages = len(planes.tiff(path).pages) if is_tiff else 0
+    n_pages = planes.page_count(path) if is_tiff else 0
     first_ifd = 0
     for previous in doc.images[:index]:
         _, prev_sizes = ome_xml.plane_order(previous)

@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import stat
+import struct
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -142,12 +143,8 @@ class OpenTiff(tifffile.TiffFile):
             self._stream.close()
 
 
-def open_tiff(path: Path, check: bool = True) -> tifffile.TiffFile:
-    """Open a TIFF file, turning every failure into an InputError naming it.
-
-    With ``check``, a file whose first image or chain of images is cut short is an error.
-    """
-    path = input_path(path)
+def _check_file(path: Path) -> None:
+    """Raise unless ``path`` is a regular file with some bytes in it."""
     try:
         size = path.stat().st_size
     except FileNotFoundError:
@@ -158,6 +155,70 @@ def open_tiff(path: Path, check: bool = True) -> tifffile.TiffFile:
         raise InputError(path, "not a regular file")
     if size == 0:
         raise InputError(path, "empty file (0 bytes)")
+
+
+def clean_ifd_count(reader: IfdReader, size: int) -> int | None:
+    """Number of IFDs of the TIFF read by ``reader`` (a file of ``size`` bytes) when it
+    passes, read directly, every check :func:`open_tiff` makes; None when it does not
+    or cannot be read this way (open it with :func:`open_tiff`, which reports why).
+
+    This is how a file is checked without ``tifffile.TiffFile``, which reads and decodes
+    the whole first ImageDescription (an OME-XML of megabytes) and keeps it while open.
+    """
+    try:
+        count = reader.count(size)
+        if not count:
+            return None
+        entries = reader.entries(reader.offset(0) or 0)
+        if entries is None or not _values_inside(reader, entries, size):
+            return None
+        last = reader.offset(count - 1)
+        if last is None or reader.entries(last) is None:
+            return None
+    except (OSError, struct.error):
+        return None
+    return count
+
+
+def checked_ifd_count(path: Path) -> int:
+    """Number of IFDs of TIFF ``path``, after the checks :func:`open_tiff` makes (its
+    errors, naming the file), read directly when the file allows (see
+    :func:`clean_ifd_count`), else through :func:`open_tiff`."""
+    path = input_path(path)
+    _check_file(path)
+    try:
+        with open_binary(path) as fh:
+            reader = IfdReader.open(fh)
+            count = None if reader is None else clean_ifd_count(reader, file_size(fh))
+    except (OSError, struct.error):
+        count = None
+    if count is not None:
+        return count
+    with open_tiff(path) as tif:
+        return len(tif.pages)
+
+
+def _values_inside(reader: IfdReader, entries: dict, size: int) -> bool:
+    """Whether every tag value of an IFD (``entries``) lies inside the file."""
+    for kind, n, field in entries.values():
+        item = TYPE_SIZES.get(kind)
+        if item is None:
+            continue
+        nbytes = n * item
+        if nbytes > len(field):
+            offset = int.from_bytes(field, "little" if reader.byteorder == "<" else "big")
+            if offset + nbytes > size:
+                return False
+    return True
+
+
+def open_tiff(path: Path, check: bool = True) -> tifffile.TiffFile:
+    """Open a TIFF file, turning every failure into an InputError naming it.
+
+    With ``check``, a file whose first image or chain of images is cut short is an error.
+    """
+    path = input_path(path)
+    _check_file(path)
     try:
         tif = OpenTiff(path)
     except PermissionError:

@@ -19,6 +19,8 @@ from typing import BinaryIO
 MAX_ENTRIES = 1024
 #: Largest number of values of an integer tag read (strip offsets of one plane).
 MAX_VALUES = 1 << 20
+#: Most entries tifffile reads in an IFD (it calls a longer tag list corrupt).
+TIFFFILE_MAX_ENTRIES = 4096
 
 #: TIFF tag type -> struct item, for the integer types.
 INTEGER_TYPES = {1: "B", 3: "H", 4: "I", 6: "b", 8: "h", 9: "i", 13: "I", 16: "Q", 17: "q", 18: "Q"}
@@ -45,6 +47,8 @@ TYPE_SIZES = {
 IMAGE_WIDTH, IMAGE_LENGTH, BITS_PER_SAMPLE, COMPRESSION = 256, 257, 258, 259
 FILL_ORDER, IMAGE_DESCRIPTION, STRIP_OFFSETS, SAMPLES_PER_PIXEL = 266, 270, 273, 277
 STRIP_BYTE_COUNTS, PLANAR_CONFIG, PREDICTOR, TILE_WIDTH, SAMPLE_FORMAT = 279, 284, 317, 322, 339
+TILE_OFFSETS, TILE_BYTE_COUNTS, EXTRA_SAMPLES, IMAGE_DEPTH = 324, 325, 338, 32997
+JPEG_OFFSET, JPEG_LENGTH = 513, 514
 
 #: The tags :func:`plain_strips` looks at.
 PLANE_TAGS = frozenset(
@@ -85,6 +89,7 @@ class IfdReader:
         self._entry_size = 20 if bigtiff else 12
         self._offsets = array("q")
         self._next = first  # offset of the first IFD not yet in _offsets (0: chain ended)
+        self._clean: bool | None = None  # whether the chain ended with a 0 offset
 
     @classmethod
     def open(cls, fh: BinaryIO) -> IfdReader | None:
@@ -124,6 +129,15 @@ class IfdReader:
             n = struct.unpack_from(order + word, data, base + 4)[0]
             entries.setdefault(code, (kind, n, data[base + size - field_size : base + size]))
         return entries
+
+    def location(self, entry: Entry) -> tuple[int, int]:
+        """(start, bytes) of an entry's value in the file; start -1 when it lies in the
+        entry's own field (:meth:`value` reads it)."""
+        kind, n, field = entry
+        nbytes = n * TYPE_SIZES.get(kind, 1)
+        if nbytes <= len(field):
+            return -1, nbytes
+        return struct.unpack_from(self.byteorder + self.word, field)[0], nbytes
 
     def value(self, entry: Entry) -> bytes | None:
         """The raw bytes of an entry's value: in its field, or where the field points."""
@@ -205,6 +219,48 @@ class IfdReader:
             else:
                 self._next = following
         return offsets[index] if index < len(offsets) else None
+
+    def count(self, size: int) -> int | None:
+        """Number of IFDs when the chain reads cleanly in a file of ``size`` bytes: each
+        IFD after the one before it and inside the file, with a tag count tifffile
+        accepts, the last one pointing to 0. None otherwise (a chain that breaks, loops or
+        goes back), for tifffile to follow and report."""
+        if self._clean is None:
+            self._clean = self._walk(size)
+        return len(self._offsets) if self._clean else None
+
+    def _walk(self, size: int) -> bool:
+        offsets = self._offsets
+        if not offsets:
+            if not 8 <= self._next < size:
+                return False
+            offsets.append(self._next)
+        word = 8 if self.bigtiff else 4
+        fh = self.fh
+        while True:
+            current = offsets[-1]
+            fh.seek(current)
+            raw = fh.read(self._count_size)
+            if len(raw) != self._count_size:
+                self._next = 0
+                return False
+            entries = struct.unpack(self._count_fmt, raw)[0]
+            fh.seek(current + self._count_size + entries * self._entry_size)
+            raw = fh.read(word)
+            if len(raw) != word:
+                self._next = 0
+                return False
+            following = struct.unpack(self.byteorder + self.word, raw)[0]
+            if entries > TIFFFILE_MAX_ENTRIES:
+                self._next = following if following >= 8 and following != current else 0
+                return False
+            if following == 0:
+                self._next = 0
+                return True
+            if not current < following < size:
+                self._next = following if following >= 8 and following != current else 0
+                return False
+            offsets.append(following)
 
     def first_entries(self) -> dict[int, Entry] | None:
         """The entries of the first IFD."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,8 @@ import tifffile
 
 from toile.errors import InputError
 from toile.formats.tiff import ome_xml
-from toile.formats.tiff.files import input_path, open_binary, open_tiff
+from toile.formats.tiff.files import checked_ifd_count, input_path, open_binary, open_tiff
+from toile.formats.tiff.light import DescriptionHead, tifffile_description
 
 _BINARY_ONLY = re.compile(r"<(?:[\w.-]+:)?BinaryOnly\b[^>]*")
 _METADATA_FILE = re.compile(r"""\bMetadataFile\s*=\s*(?:"([^"]*)"|'([^']*)')""")
@@ -45,13 +47,92 @@ class Links:
     links: tuple[Path, ...]
 
 
+#: Characters of a streamed description searched again with the next chunk: longer than
+#: any tag the patterns above match.
+_OVERLAP = 1 << 18
+
+
+class _Scan:
+    """Matches of a few patterns in a text given in chunks, each pattern searched as
+    ``finditer`` searches the whole text (for matches shorter than :data:`_OVERLAP`), and
+    whether the text ends with a suffix once stripped. Nothing of the text is kept but
+    the last two chunks' worth, and each distinct match once."""
+
+    def __init__(self, patterns: dict[str, tuple[re.Pattern, int, int]], suffix: str) -> None:
+        # name -> (pattern, the group kept, most matches wanted or 0 for all)
+        self._patterns = patterns
+        self.found: dict[str, dict[str, None]] = {name: {} for name in patterns}
+        self.counts = dict.fromkeys(patterns, 0)
+        self._resume = dict.fromkeys(patterns, 0)  # where each search goes on, in _buffer
+        self._buffer = ""
+        self._suffix = suffix
+        self._end, self._trailing_space = "", False
+
+    def feed(self, chunk: str, final: bool = False) -> None:
+        self._track_end(chunk)
+        buffer = self._buffer + chunk
+        if not final and len(buffer) < 2 * _OVERLAP:
+            self._buffer = buffer
+            return
+        limit = len(buffer) if final else len(buffer) - _OVERLAP
+        for name, (pattern, group, most) in self._patterns.items():
+            found = self.found[name]
+            position = self._resume[name]
+            while not most or self.counts[name] < most:
+                match = pattern.search(buffer, position)
+                if match is None or match.start() >= limit:
+                    break
+                found.setdefault(match.group(group))
+                self.counts[name] += 1
+                position = max(match.end(), match.start() + 1)
+            # a pattern with all the matches it wants keeps nothing of the text
+            done = most and self.counts[name] >= most
+            self._resume[name] = limit if done else max(position, limit)
+        keep = min(self._resume.values(), default=limit)
+        self._buffer = buffer[keep:]
+        self._resume = {name: at - keep for name, at in self._resume.items()}
+
+    def _track_end(self, chunk: str) -> None:
+        text = chunk.rstrip()
+        if not text:
+            self._trailing_space = self._trailing_space or bool(chunk)
+            return
+        before = self._end + (" " if self._trailing_space else "")
+        self._end = (before + text)[-len(self._suffix) - 1 :]
+        self._trailing_space = len(text) < len(chunk)
+
+    @property
+    def ends_with_suffix(self) -> bool:
+        return self._end.endswith(self._suffix)
+
+
+def _scanned(
+    description: str | Iterable[str], patterns: dict[str, tuple[re.Pattern, int, int]], suffix: str
+) -> _Scan:
+    scan = _Scan(patterns, suffix)
+    chunks = description.chunks() if isinstance(description, DescriptionHead) else description
+    for chunk in (chunks,) if isinstance(chunks, str) else chunks:
+        scan.feed(chunk)
+    scan.feed("", final=True)
+    return scan
+
+
 def links(path: Path, description: str) -> Links:
     """The OME links of ``path``, whose first ImageDescription is the OME-XML
-    ``description``. A BinaryOnly file whose metadata file is missing, or names none,
-    is an error naming it."""
-    binary = _BINARY_ONLY.search(description)
-    if binary is not None:
-        found = _METADATA_FILE.search(binary.group(0))
+    ``description`` (the whole text, or a :class:`DescriptionHead` of it, whose whole
+    text is then read in chunks). A BinaryOnly file whose metadata file is missing, or
+    names none, is an error naming it."""
+    if isinstance(description, DescriptionHead):
+        patterns = {"binary": (_BINARY_ONLY, 0, 1), "file": (_UUID_FILENAME, 1, 0)}
+        scan = _scanned(description, patterns, "")
+        binary_only = next(iter(scan.found["binary"]), None)
+        file_names: Iterable[str] = scan.found["file"]
+    else:
+        binary = _BINARY_ONLY.search(description)
+        binary_only = None if binary is None else binary.group(0)
+        file_names = _UUID_FILENAME.findall(description)
+    if binary_only is not None:
+        found = _METADATA_FILE.search(binary_only)
         name = None if found is None else found.group(1) or found.group(2)
         if not name:
             raise InputError(path, "BinaryOnly OME-TIFF without a MetadataFile attribute")
@@ -66,7 +147,7 @@ def links(path: Path, description: str) -> Links:
             )
         return Links(True, (target,))
     # A single-file recording names itself once per plane: look at each name once.
-    names = dict.fromkeys(_UUID_FILENAME.findall(description))
+    names = dict.fromkeys(file_names)
     found_links = [absolute(path.parent / name) for name in names]
     return Links(
         False,
@@ -74,14 +155,19 @@ def links(path: Path, description: str) -> Links:
     )
 
 
-def one_image(description: str) -> bool:
+def one_image(description: str | Iterable[str]) -> bool:
     """A complete OME document with one ``Image`` and no BinaryOnly (no need to parse it
-    to count its series: it grows with the recording)."""
-    return (
-        description.rstrip().endswith("OME>")
-        and len(_IMAGE_TAG.findall(description)) == 1
-        and not _BINARY_ONLY.search(description)
-    )
+    to count its series: it grows with the recording). ``description`` is the text, or
+    its chunks."""
+    if isinstance(description, str) and not isinstance(description, DescriptionHead):
+        return (
+            description.rstrip().endswith("OME>")
+            and len(_IMAGE_TAG.findall(description)) == 1
+            and not _BINARY_ONLY.search(description)
+        )
+    patterns = {"image": (_IMAGE_TAG, 0, 2), "binary": (_BINARY_ONLY, 0, 1)}
+    scan = _scanned(description, patterns, "OME>")
+    return scan.ends_with_suffix and scan.counts["image"] == 1 and not scan.counts["binary"]
 
 
 def first_description(tif: tifffile.TiffFile) -> str | None:
@@ -93,7 +179,31 @@ def first_description(tif: tifffile.TiffFile) -> str | None:
     return description if ome_xml.is_ome(description) else None
 
 
-def parse(xml: str, path: Path, what: str = "") -> ome_xml.OmeDocument:
+def _ome_description(path: Path) -> str | Iterable[str] | None:
+    """:func:`first_description` of TIFF ``path`` opened with :func:`open_tiff` (its
+    checks, its errors), without tifffile holding the description: when the file
+    allows, it is checked directly and the description streamed from it in chunks."""
+    checked_ifd_count(path)
+    chunks = tifffile_description(path)
+    if chunks is None:
+        with open_tiff(path) as tif:
+            return first_description(tif)
+    head: list[str] = []
+    for chunk in chunks:  # enough of it for is_ome (its first 65,536 characters)
+        head.append(chunk)
+        if sum(map(len, head)) >= 65536:
+            break
+    if not ome_xml.is_ome("".join(head)):
+        return None
+    return _chain(head, chunks)
+
+
+def _chain(head: list[str], rest: Iterable[str]) -> Iterable[str]:
+    yield from head
+    yield from rest
+
+
+def parse(xml: str | Iterable[str], path: Path, what: str = "") -> ome_xml.OmeDocument:
     """The OME document ``xml`` of ``path``; malformed OME-XML is an error naming it."""
     try:
         doc = ome_xml.read_ome(xml, str(path), strict=True)
@@ -130,12 +240,7 @@ def document(
     if COMPANION_NAME.search(path.name) and not _TIFF_NAME.search(path.name):
         doc = read_companion(path)
         return (path, doc) if doc.images else None
-    own = tif if tif is not None else open_tiff(path)
-    try:
-        xml = first_description(own)
-    finally:
-        if tif is None:
-            own.close()
+    xml = first_description(tif) if tif is not None else _ome_description(path)
     if xml is None:
         return None
     doc = parse(xml, path, " in the ImageDescription, pages cannot be mapped")
@@ -150,8 +255,7 @@ def document(
     if COMPANION_NAME.search(master.name) and not _TIFF_NAME.search(master.name):
         master_doc = read_companion(master)
     else:
-        with open_tiff(master) as master_tif:
-            master_xml = first_description(master_tif)
+        master_xml = _ome_description(master)
         master_doc = (
             None if master_xml is None else parse(master_xml, master, " in the ImageDescription")
         )

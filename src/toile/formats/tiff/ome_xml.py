@@ -17,7 +17,7 @@ import math
 import re
 import uuid as uuidlib
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from xml.etree import ElementTree
@@ -162,8 +162,8 @@ class OmeDocument:
     binary_only: BinaryOnly | None = None
 
 
-#: Stands for "absent" in an integer column of a table.
-_NO_INT = -(2**63)
+#: Stands for "absent" in an integer column of a table, by the column's item type.
+_NO_INT = {"i": -(2**31), "q": -(2**63)}
 
 
 class _Table(Sequence):
@@ -171,32 +171,56 @@ class _Table(Sequence):
 
     A long recording has one ``Plane`` and often one ``TiffData`` per frame; as dicts
     they would take about a kilobyte each. Each row comes back as a new dict holding
-    the row's present fields (absent: NaN in a float column, ``_NO_INT`` in an integer
-    one, None in a text column), in column order.
+    the row's present fields (absent: NaN in a float column, the smallest value of an
+    integer one, -1 in a text one), in column order. A column is stored from the first
+    row that has its field (a field no row has costs nothing), integers in 4 bytes
+    until one needs 8, texts as numbers into one list of the distinct texts.
     """
 
     #: (key, kind) per column: "i" integer, "f" float, "s" text.
     COLUMNS: tuple[tuple[str, str], ...] = ()
 
     def __init__(self) -> None:
-        self._columns: dict[str, array | list] = {
-            key: array("q") if kind == "i" else array("d") if kind == "f" else []
-            for key, kind in self.COLUMNS
-        }
-        self._strings: dict[str, str] = {}
+        self._columns: dict[str, array | None] = dict.fromkeys(k for k, _ in self.COLUMNS)
+        self._texts: list[str] = []
+        self._text_ids: dict[str, int] = {}
         self._length = 0
+
+    def _new_column(self, kind: str) -> array:
+        """A column for ``kind`` values, absent in every row so far."""
+        if kind == "i":
+            return array("i", [_NO_INT["i"]]) * self._length
+        if kind == "f":
+            return array("d", [math.nan]) * self._length
+        return array("i", [-1]) * self._length
 
     def append(self, row: dict) -> None:
         for key, kind in self.COLUMNS:
             value = row.get(key)
             column = self._columns[key]
+            if column is None:
+                if value is None:
+                    continue
+                column = self._columns[key] = self._new_column(kind)
             if kind == "i":
-                column.append(_NO_INT if value is None else value)
+                if value is None:
+                    column.append(_NO_INT[column.typecode])
+                elif column.typecode == "i" and not _NO_INT["i"] < value < 2**31:
+                    wide = array("q", (_NO_INT["q"] if v == _NO_INT["i"] else v for v in column))
+                    wide.append(value)
+                    self._columns[key] = wide
+                else:
+                    column.append(value)
             elif kind == "f":
                 column.append(math.nan if value is None else value)
+            elif value is None:
+                column.append(-1)
             else:
                 # file names and UUIDs repeat from row to row: keep one copy of each
-                column.append(None if value is None else self._strings.setdefault(value, value))
+                text_id = self._text_ids.setdefault(value, len(self._texts))
+                if text_id == len(self._texts):
+                    self._texts.append(value)
+                column.append(text_id)
         self._length += 1
 
     def __len__(self) -> int:
@@ -205,15 +229,18 @@ class _Table(Sequence):
     def _row(self, index: int) -> dict:
         out: dict = {}
         for key, kind in self.COLUMNS:
-            value = self._columns[key][index]
+            column = self._columns[key]
+            value = None if column is None else column[index]
             if kind == "i":
-                if value != _NO_INT:
+                if column is not None and value != _NO_INT[column.typecode]:
                     out[key] = value
             elif kind == "f":
-                if not math.isnan(value):
+                if column is not None and not math.isnan(value):
                     out[key] = value
-            elif value is not None or self._keep_none(key, index):
-                out[key] = value
+            elif value is not None and value >= 0:
+                out[key] = self._texts[value]
+            elif self._keep_none(key, index):
+                out[key] = None
         return out
 
     def _keep_none(self, key: str, index: int) -> bool:
@@ -400,11 +427,12 @@ class OmeXmlError(ValueError):
 
 
 #: Characters of OME-XML fed to the parser at a time.
-_FEED = 1 << 18
+_FEED = 1 << 16
 
 
-def read_ome(xml: str, source: str, *, strict: bool = False) -> OmeDocument | None:
-    """Parse an OME-XML document.
+def read_ome(xml: str | Iterable[str], source: str, *, strict: bool = False) -> OmeDocument | None:
+    """Parse an OME-XML document: a string, or the chunks of one (a description streamed
+    from its file, see :func:`toile.formats.tiff.light.tifffile_description`).
 
     If it is malformed or not OME, warn (naming ``source``) and return None, or
     with ``strict`` raise :class:`OmeXmlError` for the caller to report.
@@ -430,17 +458,18 @@ def read_ome(xml: str, source: str, *, strict: bool = False) -> OmeDocument | No
     return doc
 
 
-def _batches(xml: str) -> Iterator[list[tuple[str, ElementTree.Element]]]:
-    """The parser's events, one batch per chunk of text fed."""
+def _batches(xml: str | Iterable[str]) -> Iterator[list[tuple[str, ElementTree.Element]]]:
+    """The parser's events, one batch per piece of text fed."""
     parser = ElementTree.XMLPullParser(events=("start", "end"))
-    for offset in range(0, len(xml), _FEED):
-        parser.feed(xml[offset : offset + _FEED])
-        yield list(parser.read_events())
+    for chunk in (xml,) if isinstance(xml, str) else xml:
+        for offset in range(0, len(chunk), _FEED):
+            parser.feed(chunk[offset : offset + _FEED])
+            yield list(parser.read_events())
     parser.close()
     yield list(parser.read_events())
 
 
-def _stream_document(xml: str, fields: _Fields, doc: OmeDocument) -> str | None:
+def _stream_document(xml: str | Iterable[str], fields: _Fields, doc: OmeDocument) -> str | None:
     """Fill ``doc`` from ``xml``; the problem if it is not an OME document.
 
     Elements are dropped once read: the children of ``Pixels`` (planes, TiffData,

@@ -23,12 +23,40 @@ import tifffile
 
 from toile.errors import InputError
 from toile.formats.base import Recording, Source
-from toile.formats.tiff.files import file_size, input_path, open_binary, open_tiff
-from toile.formats.tiff.ifd import IMAGE_LENGTH, IMAGE_WIDTH, PLANE_TAGS, IfdReader, plain_strips
+from toile.formats.tiff.files import (
+    clean_ifd_count,
+    file_size,
+    input_path,
+    open_binary,
+    open_tiff,
+)
+from toile.formats.tiff.ifd import (
+    BITS_PER_SAMPLE,
+    COMPRESSION,
+    EXTRA_SAMPLES,
+    IMAGE_DEPTH,
+    IMAGE_LENGTH,
+    IMAGE_WIDTH,
+    JPEG_OFFSET,
+    PLANE_TAGS,
+    SAMPLE_FORMAT,
+    SAMPLES_PER_PIXEL,
+    STRIP_BYTE_COUNTS,
+    STRIP_OFFSETS,
+    TILE_OFFSETS,
+    IfdReader,
+    plain_strips,
+)
 
 _NATIVE = "<" if sys.byteorder == "little" else ">"
 _SAMPLE_NAMES = {3: ["R", "G", "B"], 4: ["R", "G", "B", "A"]}
 _SAMPLES_PER_PIXEL = 277
+#: TIFF SampleFormat -> numpy kind, and the sample sizes (bits) tifffile reads as numbers.
+_SAMPLE_KINDS = {1: "u", 2: "i", 3: "f"}
+_SAMPLE_BITS = {"u": (8, 16, 32, 64), "i": (8, 16, 32, 64), "f": (16, 32, 64)}
+#: The tags a page's geometry and its data's end are read from, without tifffile.
+_GEOMETRY_TAGS = PLANE_TAGS | {TILE_OFFSETS, JPEG_OFFSET, EXTRA_SAMPLES, IMAGE_DEPTH}
+_DATA_TAGS = frozenset({STRIP_OFFSETS, STRIP_BYTE_COUNTS, COMPRESSION, TILE_OFFSETS, JPEG_OFFSET})
 
 
 @dataclass(frozen=True)
@@ -90,6 +118,7 @@ class _Handle:
         self.ifds: IfdReader | None = None
         self.size = 0
         self.tif: tifffile.TiffFile | None = None
+        self.count: int | None = None  # IFDs when checked directly, 0 when that failed
         try:
             self.fh = open_binary(path)
             self.size = file_size(self.fh)
@@ -106,6 +135,15 @@ class _Handle:
         if self.tif is None:
             self.tif = open_tiff(self.path)
         return self.tif
+
+    def direct(self) -> IfdReader | None:
+        """The IFD reader, when the file is read without tifffile: it is not open with
+        tifffile, and passes the checks :func:`open_tiff` makes (read directly)."""
+        if self.tif is not None or self.ifds is None:
+            return None
+        if self.count is None:
+            self.count = clean_ifd_count(self.ifds, self.size) or 0
+        return self.ifds if self.count else None
 
     def close(self) -> None:
         if self.tif is not None:
@@ -143,6 +181,14 @@ class TiffPlanes:
         """The open ``tifffile.TiffFile`` of ``file`` (kept open with the others)."""
         return self._handle(input_path(file)).tiff()
 
+    def page_count(self, file: Path) -> int:
+        """Number of pages (IFDs) of ``file``, after the checks :func:`open_tiff` makes
+        (an InputError naming the file), without tifffile when the file allows."""
+        handle = self._handle(input_path(file))
+        if handle.direct() is not None and handle.count:
+            return handle.count
+        return len(handle.tiff().pages)
+
     def _page(self, ref: PlaneRef) -> Any:
         tif = self.tiff(ref.file)
         index = 0 if ref.offset is not None else ref.page
@@ -160,6 +206,9 @@ class TiffPlanes:
     def geometry(self, ref: PlaneRef) -> tuple[int, int, int, np.dtype]:
         """Height, width, samples per pixel and pixel type (native byte order) of the
         plane at ``ref``; an InputError when its pixels cannot be read as numbers."""
+        direct = self._direct_geometry(ref)
+        if direct is not None:
+            return direct
         page = self._page(ref)
         try:
             problem = pixel_type_problem(page)
@@ -190,9 +239,69 @@ class TiffPlanes:
             )
         return height, width, samples, dtype
 
+    def _direct_tags(self, ref: PlaneRef, codes: frozenset[int]) -> tuple[_Handle, dict] | None:
+        """The handle of the file of ``ref`` and the integer tags ``codes`` of its page,
+        when they are read without tifffile (see :meth:`_Handle.direct`)."""
+        if ref.offset is not None or ref.sample is not None:
+            return None
+        handle = self._handle(input_path(ref.file))
+        reader = handle.direct()
+        if reader is None or not 0 <= ref.page < (handle.count or 0):
+            return None
+        offset = reader.offset(ref.page)
+        tags = None if offset is None else reader.integer_tags(offset, codes)
+        return None if tags is None else (handle, tags)
+
+    def _direct_geometry(self, ref: PlaneRef) -> tuple[int, int, int, np.dtype] | None:
+        """:meth:`geometry` of a page of one sample stored as plain contiguous strips,
+        from its IFD alone (what tifffile makes of such a page); None for any other."""
+        found = self._direct_tags(ref, _GEOMETRY_TAGS)
+        if found is None:
+            return None
+        handle, tags = found
+        if any(code in tags for code in (TILE_OFFSETS, JPEG_OFFSET, EXTRA_SAMPLES)):
+            return None
+        if tags.get(IMAGE_DEPTH, (1,))[0] != 1 or tags.get(SAMPLES_PER_PIXEL, (1,)) != (1,):
+            return None
+        bits = tags.get(BITS_PER_SAMPLE, (1,))
+        kind = _SAMPLE_KINDS.get(tags.get(SAMPLE_FORMAT, (1,))[0])
+        if kind is None or len(bits) != 1 or bits[0] not in _SAMPLE_BITS[kind]:
+            return None
+        height, width = tags.get(IMAGE_LENGTH, (0,))[0], tags.get(IMAGE_WIDTH, (0,))[0]
+        if not height or not width:
+            return None
+        dtype = np.dtype(f"{kind}{bits[0] // 8}")
+        if plain_strips(tags, height, width, dtype.kind, dtype.itemsize) is None:
+            return None
+        if height * width * dtype.itemsize > handle.size:
+            raise InputError(
+                ref.file,
+                f"corrupt TIFF: an image of {width}x{height} {dtype} is larger than the file",
+            )
+        return height, width, 1, dtype
+
     def data_end(self, ref: PlaneRef) -> None:
         """Raise if the pixel data of the plane at ``ref`` lie beyond the end of its file
         (a cheap check, at open time, that a file was not cut short)."""
+        found = self._direct_tags(ref, _DATA_TAGS)
+        if found is not None:
+            handle, tags = found
+            offsets, counts = tags.get(STRIP_OFFSETS), tags.get(STRIP_BYTE_COUNTS)
+            if (
+                offsets
+                and counts
+                and len(offsets) == len(counts)
+                and tags.get(COMPRESSION, (1,)) == (1,)
+                and not {TILE_OFFSETS, JPEG_OFFSET} & tags.keys()
+            ):
+                end = max(o + n for o, n in zip(offsets, counts, strict=True))
+                if end > handle.size:
+                    raise InputError(
+                        ref.file,
+                        f"truncated file: pixel data end at byte {end}, "
+                        f"the file has {handle.size} bytes",
+                    )
+                return
         tif = self.tiff(ref.file)
         try:
             if ref.offset is not None:
