@@ -37,6 +37,7 @@ from toile.errors import InputError
 from toile.formats import fields as F
 from toile.formats.base import Candidates, Format, Recording, Source
 from toile.formats.fields import finite_float as _float
+from toile.formats.single_page import SinglePagePlanes
 from toile.formats.tiff.files import open_binary
 from toile.formats.tiff.planes import PlaneGrid, PlaneRef
 
@@ -736,10 +737,14 @@ def _open_without_xml(source: Source, channel: str | int | None) -> Recording:
     if fallback is None:
         fallback = next(f for f in FORMATS if f.name == F.FORMAT_TIFF)
     files = tuple(p for p in source.files if CYCLE_NAME.match(p.name))
-    recording = fallback.open(
-        Source(fallback.name, source.path, files, name=source.name, fields=source.fields),
-        channel,
-    )
+    series = Source(fallback.name, source.path, files, name=source.name, fields=source.fields)
+    if fallback.name == F.FORMAT_OME_TIFF:
+        from toile.formats.ome_tiff import open_ome
+
+        # what OmeTiffFormat.open does, with the planes read as single-page files
+        recording: Recording = open_ome(series, channel, planes=SinglePagePlanes())
+    else:
+        recording = fallback.open(series, channel)
     recording.source = source
     recording.metadata[F.FORMAT] = F.FORMAT_PRAIRIE
     return recording
@@ -827,6 +832,7 @@ class PrairieRecording(PlaneGrid):
             plane_metadata=self._plane_fields,
             channel=channel,
             vendor_metadata=self._vendor(scan, layout),
+            planes=SinglePagePlanes(min(8, len(numbers) + 1)),
         )
         self.planes.data_end(refs[0][0][0])
         stated = (metadata.get(F.PIXELS_PER_LINE), metadata.get(F.LINES_PER_FRAME))
