@@ -577,3 +577,37 @@ def test_frame_states_give_each_frame_its_own_fields(real_tseries, tmp_path):
         assert recording.metadata["laser_power"][1]["value"] == 300.0
     assert [f["laser_power"][1]["value"] for f in frames] == [300.0] * 3 + [250.0] * 3
     assert [f["position_z"] for f in frames] == [0.0, 2.0, 4.0] * 2
+
+
+def _scribble(value) -> None:
+    """Change every dict and list reachable from ``value``, in place."""
+    if isinstance(value, dict):
+        for item in list(value.values()):
+            _scribble(item)
+        value["scribbled"] = True
+    elif isinstance(value, list):
+        for item in value:
+            _scribble(item)
+        value.append("scribbled")
+
+
+def test_what_a_recording_gives_is_its_own_not_the_shared_parse(real_tseries):
+    """The parsed document is shared by every opening of it: what a recording hands
+    out (its metadata, vendor metadata and frame metadata) can be changed freely."""
+    import copy
+
+    folder, _ = real_tseries
+    (source,) = discover([str(folder)], folder)
+
+    def given() -> list:
+        with open_source(source) as recording:
+            return [
+                recording.metadata,
+                recording.vendor_metadata,
+                *(recording.frame_metadata(i) for i in range(4)),
+            ]
+
+    first = given()
+    expected = copy.deepcopy(first)
+    _scribble(first)
+    assert given() == expected

@@ -767,8 +767,13 @@ class PrairieRecording(PlaneGrid):
         refs: list[list[list[PlaneRef]]] = []
         missing: list[str] = []
         present = set(os.listdir(directory)) if directory.is_dir() else set()
-        # the source's own paths (made and hashed once, at discovery), not new ones
-        known = {path.name: path for path in source.files}
+        # the source's own paths of this folder (made and hashed once, at discovery)
+        folder = str(directory)
+        known = {
+            path.name: path
+            for path in source.files
+            if isinstance(path, Path) and os.path.dirname(str(path)) == folder
+        }
         named = 0
         for volume in frames:
             row = []
@@ -952,7 +957,7 @@ class PrairieRecording(PlaneGrid):
         return {
             "PVScan": {
                 **scan.attrs,
-                "SystemIDs": scan.system_ids,
+                "SystemIDs": [dict(system) for system in scan.system_ids],
                 "state": state_json(scan.state),
                 "sequences": sequences,
             }
