@@ -20,7 +20,7 @@ from toile.formats.tiff.files import file_size, open_binary
 from toile.formats.tiff.ifd import IMAGE_DESCRIPTION, IfdReader
 
 #: Bytes read from the file at a time.
-BLOCK = 1 << 18
+BLOCK = 1 << 16
 #: Bytes of a description that :func:`description_head` keeps (at least 65,536 characters:
 #: as much as :func:`toile.formats.tiff.ome_xml.is_ome` looks at).
 HEAD_BYTES = 1 << 18

@@ -49,7 +49,7 @@ class Links:
 
 #: Characters of a streamed description searched again with the next chunk: longer than
 #: any tag the patterns above match.
-_OVERLAP = 1 << 18
+_OVERLAP = 1 << 16
 
 
 class _Scan:

@@ -427,7 +427,7 @@ class OmeXmlError(ValueError):
 
 
 #: Characters of OME-XML fed to the parser at a time.
-_FEED = 1 << 16
+_FEED = 1 << 14
 
 
 def read_ome(xml: str | Iterable[str], source: str, *, strict: bool = False) -> OmeDocument | None:
