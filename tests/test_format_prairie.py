@@ -611,3 +611,41 @@ def test_what_a_recording_gives_is_its_own_not_the_shared_parse(real_tseries):
     expected = copy.deepcopy(first)
     _scribble(first)
     assert given() == expected
+
+
+def test_parsed_documents_kept_are_bounded(tmp_path, parses, monkeypatch):
+    """Documents are kept up to a number of documents and of frames: past either, the
+    oldest is dropped (parsed again when opened), and one too long is not kept."""
+    from toile.formats import prairie
+
+    monkeypatch.setattr(prairie, "_CACHED_FRAMES", 5)
+    monkeypatch.setattr(prairie, "_CACHED_DOCUMENTS", 2)
+    rng = np.random.default_rng(12)
+    for name, frames in (("TSeries-b1", 2), ("TSeries-b2", 2), ("TSeries-b3", 6)):
+        write_prairie_series(
+            tmp_path / name,
+            iter(rng.integers(0, 99, (frames, 4, 4), dtype=np.uint16)),
+            prefix=name,
+        )
+    xml = {n: tmp_path / n / f"{n}.xml" for n in ("TSeries-b1", "TSeries-b2", "TSeries-b3")}
+
+    def opened(*names: str) -> None:
+        for name in names:
+            (source,) = discover([str(tmp_path / name)], tmp_path)
+            open_source(source).close()
+
+    opened("TSeries-b1", "TSeries-b2")
+    assert parses == [xml["TSeries-b1"], xml["TSeries-b2"]]
+    parses.clear()
+    opened("TSeries-b3")  # 6 frames: more than the 5 kept, parsed at discovery and open
+    assert parses == [xml["TSeries-b3"]] * 2
+    parses.clear()
+    opened("TSeries-b1", "TSeries-b2")  # both still kept
+    assert parses == []
+    write_prairie_series(
+        tmp_path / "TSeries-b4",
+        iter(rng.integers(0, 99, (2, 4, 4), dtype=np.uint16)),
+        prefix="TSeries-b4",
+    )
+    opened("TSeries-b4", "TSeries-b1")  # two documents kept: b1 was the oldest
+    assert parses == [tmp_path / "TSeries-b4" / "TSeries-b4.xml", xml["TSeries-b1"]]

@@ -25,6 +25,7 @@ import io
 import logging
 import os
 import re
+import threading
 import xml.etree.ElementTree as ET
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -202,8 +203,9 @@ def _version(st: os.stat_result) -> tuple[int, ...]:
 #: PVScan documents parsed lately (path -> file version, document): discovery parses a
 #: document to find its recordings, and opening them in the same process reuses it while
 #: the file is unchanged. At most ``_CACHED_DOCUMENTS`` documents of ``_CACHED_FRAMES``
-#: frames in all (a parsed frame takes about 1.5 kB).
+#: frames in all (a parsed frame takes about 1.5 kB); threads share it under a lock.
 _CACHE: OrderedDict[str, tuple[tuple[int, ...], PVScan]] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
 _CACHED_DOCUMENTS = 4
 _CACHED_FRAMES = 100_000
 
@@ -216,24 +218,28 @@ def read_pvscan(path: Path) -> PVScan:
     """The PVScan document at ``path``, parsed once while its file is unchanged (same
     device, inode, size, modification and change times); shared, not to be changed."""
     key = os.fspath(path)
-    cached = _CACHE.get(key)
+    with _CACHE_LOCK:
+        cached = _CACHE.get(key)
     if cached is not None:
         try:
             unchanged = cached[0] == _version(os.stat(path))
         except OSError:
             unchanged = False
         if unchanged:
-            _CACHE.move_to_end(key)
+            with _CACHE_LOCK:
+                if key in _CACHE:
+                    _CACHE.move_to_end(key)
             return cached[1]
     version, data = _read_document(path)
     scan = _parse_document(path, data)
-    _CACHE.pop(key, None)
-    if _frame_count(scan) <= _CACHED_FRAMES:
-        _CACHE[key] = (version, scan)
-        while len(_CACHE) > _CACHED_DOCUMENTS or (
-            sum(_frame_count(s) for _, s in _CACHE.values()) > _CACHED_FRAMES
-        ):
-            _CACHE.popitem(last=False)
+    with _CACHE_LOCK:
+        _CACHE.pop(key, None)
+        if _frame_count(scan) <= _CACHED_FRAMES:
+            _CACHE[key] = (version, scan)
+            while len(_CACHE) > _CACHED_DOCUMENTS or (
+                sum(_frame_count(s) for _, s in _CACHE.values()) > _CACHED_FRAMES
+            ):
+                _CACHE.popitem(last=False)
     return scan
 
 
