@@ -74,7 +74,7 @@ def read_first_page(path: Path, out: np.ndarray) -> bool:
 #: files of a series are written alike, and parsing an IFD costs more than the rest of
 #: reading a small file. Only IFDs whose plane tags hold their values in their own
 #: fields are kept, so that the bytes of the key are all the location was read from.
-_LOCATIONS: dict[tuple, tuple[int, int, str] | None] = {}
+_LOCATIONS: dict[tuple, tuple[int, int, str]] = {}
 _KEPT_LOCATIONS = 64
 
 
@@ -83,8 +83,9 @@ def _plane_location(head: bytes, out: np.ndarray) -> tuple[int, int, str] | None
     first IFD in ``head`` (a file's first bytes) describes; None if there is none."""
     ifd = _first_ifd_bytes(head)
     key = None if ifd is None else (ifd, out.shape, out.dtype.kind, out.dtype.itemsize)
-    if key is not None and key in _LOCATIONS:
-        return _LOCATIONS[key]
+    kept = None if key is None else _LOCATIONS.get(key)
+    if kept is not None:
+        return kept
     reader = IfdReader.open(io.BytesIO(head))
     if reader is None:
         return None
@@ -96,10 +97,14 @@ def _plane_location(head: bytes, out: np.ndarray) -> tuple[int, int, str] | None
     height, width = out.shape
     found = plain_strips(tags, height, width, out.dtype.kind, out.dtype.itemsize)
     location = None if found is None else (found[0], found[1], reader.byteorder)
-    if key is not None and all(
-        n * TYPE_SIZES[kind] <= len(field)
-        for code, (kind, n, field) in entries.items()
-        if code in PLANE_TAGS and kind in INTEGER_TYPES
+    if (
+        location is not None
+        and key is not None
+        and all(
+            n * TYPE_SIZES[kind] <= len(field)
+            for code, (kind, n, field) in entries.items()
+            if code in PLANE_TAGS and kind in INTEGER_TYPES
+        )
     ):
         if len(_LOCATIONS) >= _KEPT_LOCATIONS:
             _LOCATIONS.clear()
