@@ -23,6 +23,7 @@ from toile.formats.tiff.planes import PlaneRef, TiffPlanes
 NS = "http://www.openmicroscopy.org/Schemas/OME/2016-06"
 UUID = "5a1c2e3f-0000-4000-8000-000000000001"
 OTHER_UUID = "5a1c2e3f-0000-4000-8000-000000000002"
+MASTER_UUID = "5a1c2e3f-0000-4000-8000-0000000000ff"
 #: Characters of padding: the document is about this long (8 MB in memory as text and
 #: again as bytes, were it read whole).
 PADDING = 4_000_000
@@ -38,6 +39,7 @@ def _xml(
     before: int = 100,
     images: int = 1,
     other: str | None = None,
+    root_uuid: str = UUID,
 ) -> str:
     """An OME-XML of ``images`` Images of ``planes`` 6x5 uint16 planes each, with an Image
     Description of ``before`` characters (before the TiffData) and about ``pad``
@@ -66,7 +68,7 @@ def _xml(
     note = '<CommentAnnotation ID="Annotation:{}"><Value>a note on the recording</Value></CommentAnnotation>'
     notes = "".join(note.format(i) for i in range(pad // len(note)))
     return (
-        f'<?xml version="1.0" encoding="UTF-8"?>\n<OME xmlns="{NS}" UUID="urn:uuid:{UUID}">'
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<OME xmlns="{NS}" UUID="urn:uuid:{root_uuid}">'
         + "".join(body)
         + f"<StructuredAnnotations>{notes}</StructuredAnnotations></OME>\n"
     )
@@ -156,6 +158,33 @@ def test_files_named_past_the_head_are_linked(tmp_path: Path) -> None:
         assert np.array_equal(got, frames)
         assert recording.metadata["files"] == 2
         assert recording.frame_metadata(2)["uuid"] == OTHER_UUID
+
+
+def test_companion_file_is_read_in_chunks(tmp_path: Path) -> None:
+    """A long companion OME-XML describing BinaryOnly TIFF files: claimed and opened
+    without holding it."""
+    names = ["c_t0.ome.tif", "c_t1.ome.tif"]
+    companion = tmp_path / "c.companion.ome"
+    xml = _xml(names[0], 2, other=names[1], root_uuid=MASTER_UUID)
+    companion.write_text(xml)
+    frames = np.arange(2 * 5 * 6, dtype="uint16").reshape(2, 5, 6)
+    for uuid, name, frame in zip((UUID, OTHER_UUID), names, frames, strict=True):
+        binary_only = (
+            f'<?xml version="1.0" encoding="UTF-8"?><OME xmlns="{NS}" UUID="urn:uuid:{uuid}">'
+            f'<BinaryOnly MetadataFile="{companion.name}" UUID="urn:uuid:{MASTER_UUID}"/></OME>'
+        )
+        tifffile.imwrite(tmp_path / name, frame, description=binary_only.encode(), metadata=None)
+    (source,), peak = _peak(lambda: discover([names[1]], tmp_path))
+    assert source.path == companion and len(source.files) == 3
+    assert peak < len(xml) / 4
+
+    def read():
+        with open_source(source) as recording:
+            return np.stack([recording.read_frame(i) for i in range(recording.n_frames)])
+
+    got, peak = _peak(read)
+    assert np.array_equal(got, frames)
+    assert peak < len(xml) / 4
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,7 @@ from toile.errors import InputError
 from toile.formats.base import Candidates, Format, Recording, Source
 from toile.formats.fields import FORMAT_OME_TIFF
 from toile.formats.tiff import ome, ome_xml
-from toile.formats.tiff.files import closed_on_error, input_path, open_binary
+from toile.formats.tiff.files import closed_on_error, input_path
 from toile.formats.tiff.light import tifffile_description
 from toile.formats.tiff.ome_xml import OmeDocument
 from toile.formats.tiff.planes import PlaneGrid, PlaneRef, TiffPlanes
@@ -49,16 +49,9 @@ def _links(path: Path, candidates: Candidates) -> ome.Links | None:
     """The OME links of ``path``, None when it is not an OME file (or not readable as
     one: the format that takes it reports why)."""
     if not _TIFF_NAME.search(path.name):
-        try:
-            with open_binary(path) as fh:
-                text = fh.read(1 << 26).decode("utf-8", errors="replace")
-        except OSError:
-            return None
-        if not ome_xml.is_ome(text):
-            return None
-        found = ome.links(path, text)
+        found = ome.companion_links(path)
         # a companion file is a recording's main file when it names TIFF files
-        return found if found.links else None
+        return found if found is not None and found.links else None
     description = candidates.description(path)
     if description is None:
         if not path.is_file():

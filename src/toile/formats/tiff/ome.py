@@ -10,9 +10,10 @@ OME-TIFF or a companion ``.ome`` XML file).
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import tifffile
 from toile.errors import InputError
 from toile.formats.tiff import ome_xml
 from toile.formats.tiff.files import checked_ifd_count, input_path, open_binary, open_tiff
-from toile.formats.tiff.light import DescriptionHead, tifffile_description
+from toile.formats.tiff.light import BLOCK, DescriptionHead, tifffile_description
 
 _BINARY_ONLY = re.compile(r"<(?:[\w.-]+:)?BinaryOnly\b[^>]*")
 _METADATA_FILE = re.compile(r"""\bMetadataFile\s*=\s*(?:"([^"]*)"|'([^']*)')""")
@@ -117,12 +118,12 @@ def _scanned(
     return scan
 
 
-def links(path: Path, description: str) -> Links:
+def links(path: Path, description: str | Iterable[str]) -> Links:
     """The OME links of ``path``, whose first ImageDescription is the OME-XML
-    ``description`` (the whole text, or a :class:`DescriptionHead` of it, whose whole
-    text is then read in chunks). A BinaryOnly file whose metadata file is missing, or
-    names none, is an error naming it."""
-    if isinstance(description, DescriptionHead):
+    ``description`` (the whole text, its chunks, or a :class:`DescriptionHead` of it,
+    whose whole text is then read in chunks). A BinaryOnly file whose metadata file is
+    missing, or names none, is an error naming it."""
+    if isinstance(description, DescriptionHead) or not isinstance(description, str):
         patterns = {"binary": (_BINARY_ONLY, 0, 1), "file": (_UUID_FILENAME, 1, 0)}
         scan = _scanned(description, patterns, "")
         binary_only = next(iter(scan.found["binary"]), None)
@@ -188,17 +189,11 @@ def _ome_description(path: Path) -> str | Iterable[str] | None:
     if chunks is None:
         with open_tiff(path) as tif:
             return first_description(tif)
-    head: list[str] = []
-    for chunk in chunks:  # enough of it for is_ome (its first 65,536 characters)
-        head.append(chunk)
-        if sum(map(len, head)) >= 65536:
-            break
-    if not ome_xml.is_ome("".join(head)):
-        return None
-    return _chain(head, chunks)
+    head, text = _with_head(chunks)
+    return text if ome_xml.is_ome(head) else None
 
 
-def _chain(head: list[str], rest: Iterable[str]) -> Iterable[str]:
+def _chain(head: list[str], rest: Iterable[str]) -> Iterator[str]:
     yield from head
     yield from rest
 
@@ -214,20 +209,68 @@ def parse(xml: str | Iterable[str], path: Path, what: str = "") -> ome_xml.OmeDo
     return doc
 
 
-def read_companion(path: Path) -> ome_xml.OmeDocument:
-    """The OME document of a companion OME-XML file."""
+def _file_text(path: Path, limit: int | None = None, errors: str = "strict") -> Iterator[str]:
+    """The text of file ``path`` (UTF-8; its first ``limit`` bytes), in chunks."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors)
+    left = limit
+    with open_binary(path) as fh:
+        while left is None or left > 0:
+            block = fh.read(BLOCK if left is None else min(BLOCK, left))
+            if not block:
+                break
+            if left is not None:
+                left -= len(block)
+            text = decoder.decode(block)
+            if text:
+                yield text
+    tail = decoder.decode(b"", final=True)
+    if tail:
+        yield tail
+
+
+def _with_head(chunks: Iterator[str]) -> tuple[str, Iterable[str]]:
+    """The first 65,536 characters or more of a text in ``chunks`` (as much as
+    :func:`~toile.formats.tiff.ome_xml.is_ome` looks at), and the whole text again."""
+    head: list[str] = []
+    length = 0
+    for chunk in chunks:
+        head.append(chunk)
+        length += len(chunk)
+        if length >= 65536:
+            break
+    return "".join(head), _chain(head, chunks)
+
+
+def companion_links(path: Path) -> Links | None:
+    """The OME links of the companion OME-XML file ``path`` (read from its first 64 MB,
+    in chunks), None when it is not OME-XML or cannot be read."""
     try:
-        with open_binary(path) as fh:
-            text = fh.read().decode("utf-8")
+        head, text = _with_head(_file_text(path, 1 << 26, errors="replace"))
+        if not ome_xml.is_ome(head):
+            return None
+        return links(path, text)
+    except OSError:
+        return None
+
+
+def read_companion(path: Path) -> ome_xml.OmeDocument:
+    """The OME document of a companion OME-XML file (read in chunks, never whole)."""
+    try:
+        for _ in _file_text(path):  # UTF-8 throughout, before any of it is parsed
+            pass
+        head, text = _with_head(_file_text(path))
     except FileNotFoundError:
         raise InputError(path, "file not found") from None
     except OSError as exc:
         raise InputError(path, f"cannot be read ({exc.strerror or exc})") from None
     except UnicodeDecodeError:
         raise InputError(path, "companion OME-XML file is not UTF-8 text") from None
-    if not ome_xml.is_ome(text):
+    if not ome_xml.is_ome(head):
         raise InputError(path, "not an OME-XML document")
-    return parse(text, path)
+    try:
+        return parse(text, path)
+    except OSError as exc:
+        raise InputError(path, f"cannot be read ({exc.strerror or exc})") from None
 
 
 def document(
