@@ -155,8 +155,9 @@ def ome_stack(inputs: Path, n: int, sizes: Sizes, seed: int) -> Path:
 
 
 def prairie_series(inputs: Path, n: int, sizes: Sizes, seed: int) -> Path:
-    """A Prairie View style directory of ``n`` single-page OME-TIFF files."""
-    name = f"v{INPUT_VERSION}-prairie-t{n}-{sizes.height}x{sizes.width}-seed{seed}"
+    """A Prairie View T-series: ``n`` single-page OME-TIFF files and the PVScan XML."""
+    # "pvscan": series written before the writer made the PVScan XML had none
+    name = f"v{INPUT_VERSION}-pvscan-t{n}-{sizes.height}x{sizes.width}-seed{seed}"
     return _cached(inputs / name, lambda tmp: _write("prairie", tmp, n, sizes, seed))
 
 
