@@ -332,10 +332,10 @@ def export_frames_command(
 
 
 def _report(result: Any) -> None:
-    from toile.dataset import skipped_reason
-
     click.echo(f"toile: wrote {result.manifest_path}: {result.summary()}", err=True)
     if result.skipped:
+        from toile.dataset import skipped_reason
+
         for entry in result.skipped:
             reason = skipped_reason(entry["source"], entry["error"])
             click.echo(f"toile: skipped {entry['source']}: {reason}", err=True)
