@@ -558,7 +558,7 @@ class _Export:
             if self.options.to_uint8:
                 for index, job in list(self.jobs.items()):
                     try:
-                        mapping = uint8_mapping(job, self.options, pool)
+                        mapping = uint8_mapping(job, self.options)
                     except RecordingFailed as failure:
                         self._skip_or_raise(failure)
                         continue

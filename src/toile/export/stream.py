@@ -112,14 +112,12 @@ def packed_samples(
     yield from _in_order(submissions(), depth)  # type: ignore[misc]
 
 
-def uint8_mapping(
-    job: RecordingJob, options: ConvertOptions, pool: ThreadPoolExecutor
-) -> MappingParams:
-    """The statistics pass of ``--uint8`` for one recording, reading while the pool reduces.
+def uint8_mapping(job: RecordingJob, options: ConvertOptions) -> MappingParams:
+    """The statistics pass of ``--uint8`` for one recording, reading while a thread reduces.
 
-    The statistics are updated by one pool thread at a time, in frame order (the
-    same updates as :func:`toile.export.plan.stats_task`, so the same mapping), while
-    the calling thread reads the next frames into a ring of buffers.
+    The statistics are updated on one thread, in frame order (the same updates as
+    :func:`toile.export.plan.stats_task`, so the same mapping), while the calling
+    thread reads the next frames into a ring of buffers.
     """
     from toile.normalize import RangeStats, parse_uint8_range
 
@@ -132,23 +130,24 @@ def uint8_mapping(
             shape[0] if len(shape) == 3 else 1,
             source=job.label,
         )
-        depth = 4
-        ring = [np.empty(shape, recording.dtype) for _ in range(depth + 2)]
-        previous: Future | None = None
-        try:
-            for index in range(recording.n_frames):
-                if index % 16 == 0 and stopping():
-                    raise Stopped(job.label)
-                frame = recording.read_frame(index, out=ring[index % len(ring)])
-                # one reducing task at a time, chained: the updates stay in frame order
-                previous = pool.submit(_update_after, previous, stats, frame)
-                if index % depth == depth - 1:
-                    previous.result()
-            if previous is not None:
-                previous.result()
-        finally:
-            if previous is not None:
-                previous.exception()
+        # one reducing thread: the updates stay in frame order; a ring slot is read
+        # into again once the update of the frame it held is done
+        ring = [np.empty(shape, recording.dtype) for _ in range(8)]
+        updates: deque[Future] = deque()
+        with ThreadPoolExecutor(1, thread_name_prefix="toile-stats") as reducer:
+            try:
+                for index in range(recording.n_frames):
+                    if index % 16 == 0 and stopping():
+                        raise Stopped(job.label)
+                    if len(updates) == len(ring):
+                        updates.popleft().result()
+                    frame = recording.read_frame(index, out=ring[index % len(ring)])
+                    updates.append(reducer.submit(stats.update, frame))
+                while updates:
+                    updates.popleft().result()
+            finally:
+                for future in updates:
+                    future.cancel()
         mapping = stats.finish()
     except ToileError as error:
         raise RecordingFailed(job.recording_index, error) from None
@@ -159,12 +158,6 @@ def uint8_mapping(
         source_dtype=mapping.source_dtype,
         percentiles=mapping.percentiles,
     )
-
-
-def _update_after(previous: Future | None, stats: object, frame: np.ndarray) -> None:
-    if previous is not None:
-        previous.result()
-    stats.update(frame)  # type: ignore[attr-defined]
 
 
 @dataclass
