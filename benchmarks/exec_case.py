@@ -115,8 +115,10 @@ def run(workdir: str | Path) -> dict:
                 "cpu_1_s": round(cpu1, 2),
                 "speedup": round(speedup, 2),
                 "cpu_bound": round(bound, 2),
-                "target": TARGETS[mode],
-                "meets_target": speedup >= TARGETS[mode],
+                # one pass on 1 thread already overlaps reading and writing with the
+                # deflate: its figure is reported next to the bound, with no target
+                "target": None if executor == "one_pass" else TARGETS[mode],
+                "meets_target": None if executor == "one_pass" else speedup >= TARGETS[mode],
             }
     return figures
 
