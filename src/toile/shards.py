@@ -38,7 +38,7 @@ from toile.errors import OutputError
 from toile.names import shard_name, shard_url_pattern
 
 if TYPE_CHECKING:
-    from toile.storage.base import ShardSink
+    from toile.storage.base import ShardSink, Storage
 
 __all__ = ["shard_name", "shard_url_pattern"]
 
@@ -315,18 +315,29 @@ class ShardContent:
         self._batch, self._batch_size = [], 0
         self.file.abort()
 
+    def finish(self) -> ShardInfo:
+        """:meth:`close_archive` then :meth:`commit`; the shard is dropped if either fails."""
+        try:
+            self.close_archive()
+            return self.commit()
+        except BaseException:
+            self.abort()
+            raise
+
 
 class ShardWriter:
     """Writes packed samples into ``{stem}-NNNNNN.tar[.gz]`` files of at most ``max_size`` bytes.
 
     Boundaries follow :func:`toile.export.layout.fits`, the same rule the export's
-    shard plan uses. Use as a context manager: leaving the block normally closes the
-    last shard; leaving it with an exception removes the shard being written.
+    shard plan uses. ``directory`` is a local directory, or a
+    :class:`~toile.storage.base.Storage` (an export's staging area) to write into.
+    Use as a context manager: leaving the block normally closes the last shard;
+    leaving it with an exception removes the shard being written.
     """
 
     def __init__(
         self,
-        directory: Path,
+        directory: Path | Storage,
         stem: str,
         max_size: int,
         *,
@@ -335,6 +346,7 @@ class ShardWriter:
         on_shard: Callable[[ShardInfo], None] | None = None,
         fsync: bool = True,
     ) -> None:
+        from toile.storage.base import Storage
         from toile.storage.local import LocalStorage
 
         overhead = shard_overhead(compressed)
@@ -343,7 +355,11 @@ class ShardWriter:
                 f"shard size {max_size} bytes is too small: a shard needs {overhead} bytes "
                 "besides its samples"
             )
-        self.sink = LocalStorage(Path(directory), fsync=fsync)
+        self.sink = (
+            directory
+            if isinstance(directory, Storage)
+            else LocalStorage(Path(directory), fsync=fsync)
+        )
         self.stem = stem
         self.max_size = max_size
         self.compressed = compressed
@@ -408,12 +424,7 @@ class ShardWriter:
     def _finish_shard(self) -> None:
         assert self._content is not None
         content, self._content = self._content, None
-        try:
-            content.close_archive()
-            info = content.commit()
-        except BaseException:
-            content.abort()
-            raise
+        info = content.finish()
         self.shards.append(info)
         self._index += 1
         if self.on_shard is not None:

@@ -18,6 +18,7 @@ The measuring tasks run on the export's executor, a chunk of frames each.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -196,37 +197,53 @@ def measure_chunks(job: RecordingJob, compressed: bool) -> list[tuple[int, int]]
 # Tasks (run on the executor; plain arguments in, plain values out)
 
 
-def stats_task(job: RecordingJob, options: ConvertOptions, versions: dict) -> MappingParams:
-    """The statistics pass of ``--uint8``: one sequential read of the whole recording."""
-    from toile.export.assemble import check_versions
+def uint8_mapping(job: RecordingJob, options: ConvertOptions) -> MappingParams:
+    """The statistics pass of ``--uint8``: one sequential read of the whole recording.
+
+    The frames are read into a ring of buffers while one thread updates the
+    statistics, in frame order; a slot is read into again once the update of the
+    frame it held is done. No per-frame metadata is read.
+    """
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     from toile.normalize import RangeStats, parse_uint8_range
+
+    recording = open_job(job)
+    shape = recording.frame_shape
+    stats = RangeStats(
+        parse_uint8_range(options.uint8_range),
+        recording.dtype,
+        shape[0] if len(shape) == 3 else 1,
+        source=job.label,
+    )
+    ring = [np.empty(shape, recording.dtype) for _ in range(8)]
+    updates: deque[Future] = deque()
+    with ThreadPoolExecutor(1, thread_name_prefix="toile-stats") as reducer:
+        try:
+            for index in range(recording.n_frames):
+                if index % 16 == 0 and stopping():
+                    raise Stopped(job.label)
+                if len(updates) == len(ring):
+                    updates.popleft().result()
+                frame = recording.read_frame(index, out=ring[index % len(ring)])
+                updates.append(reducer.submit(stats.update, frame))
+            while updates:
+                updates.popleft().result()
+        finally:
+            for future in updates:
+                future.cancel()
+    return MappingParams.of(stats.finish())
+
+
+def stats_task(job: RecordingJob, options: ConvertOptions, versions: dict) -> MappingParams:
+    """:func:`uint8_mapping` as a task."""
+    from toile.export.assemble import check_versions
 
     check_versions(versions)
     try:
-        recording = open_job(job)
-        shape = recording.frame_shape
-        stats = RangeStats(
-            parse_uint8_range(options.uint8_range),
-            recording.dtype,
-            shape[0] if len(shape) == 3 else 1,
-            source=job.label,
-        )
-        # one buffer for the whole pass, and no per-frame metadata
-        scratch = np.empty(shape, recording.dtype)
-        for index in range(recording.n_frames):
-            if stopping():
-                raise Stopped(job.label)
-            stats.update(recording.read_frame(index, out=scratch))
-        mapping = stats.finish()
+        return uint8_mapping(job, options)
     except ToileError as error:
         raise TaskFailure.wrap(error, job.recording_index) from None
-    return MappingParams(
-        method=mapping.method,
-        low=tuple(mapping.low),
-        high=tuple(mapping.high),
-        source_dtype=mapping.source_dtype,
-        percentiles=mapping.percentiles,
-    )
 
 
 def measure_task(

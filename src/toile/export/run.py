@@ -54,6 +54,7 @@ from toile.export.plan import (
     plan_of,
     plan_recordings,
     stats_task,
+    uint8_mapping,
 )
 from toile.export.samples import ConvertOptions, RecordingJob
 from toile.export.stream import (
@@ -61,7 +62,6 @@ from toile.export.stream import (
     StreamedShards,
     stream_shards,
     stream_threads,
-    uint8_mapping,
 )
 from toile.formats import open_source
 from toile.names import (
@@ -559,8 +559,8 @@ class _Export:
                 for index, job in list(self.jobs.items()):
                     try:
                         mapping = uint8_mapping(job, self.options)
-                    except RecordingFailed as failure:
-                        self._skip_or_raise(failure)
+                    except ToileError as error:
+                        self._skip_or_raise(RecordingFailed(job.recording_index, error))
                         continue
                     self.jobs[index] = job.with_mapping(mapping)
                     self.bar.update(job.n_frames)

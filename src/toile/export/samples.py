@@ -46,6 +46,17 @@ class MappingParams:
     source_dtype: str
     percentiles: tuple[float, float] | None = None
 
+    @classmethod
+    def of(cls, mapping: Any) -> MappingParams:
+        """The values of a :class:`toile.normalize.Uint8Mapping`."""
+        return cls(
+            method=mapping.method,
+            low=tuple(mapping.low),
+            high=tuple(mapping.high),
+            source_dtype=mapping.source_dtype,
+            percentiles=mapping.percentiles,
+        )
+
     def mapping(self):  # noqa: ANN201 - a Uint8Mapping (normalize is imported lazily)
         from toile.normalize import Uint8Mapping
 
@@ -143,16 +154,24 @@ def encoder_for(job: RecordingJob, options: ConvertOptions) -> SampleEncoder:
     return SampleEncoder(options.encoding, job.metadata, normalization)
 
 
-def iter_samples(
-    job: RecordingJob, options: ConvertOptions, start: int, stop: int
-) -> Iterator[PackedSample]:
-    """Packed samples of frames ``start`` to ``stop - 1``, in order."""
+def packing(
+    job: RecordingJob, options: ConvertOptions
+) -> tuple[Recording, SampleEncoder, Any, int]:
+    """What packing ``job``'s frames takes: its recording, encoder, uint8 mapping (or
+    None) and the digits of its sample keys."""
     recording = open_job(job)
     encoder = encoder_for(job, options)
     mapping = job.mapping.mapping() if job.mapping is not None else None
     if options.to_uint8 and mapping is None:
         raise ValueError(f"{job.label}: the uint8 mapping is missing")
-    digits = frame_digits(job.n_frames)
+    return recording, encoder, mapping, frame_digits(job.n_frames)
+
+
+def iter_samples(
+    job: RecordingJob, options: ConvertOptions, start: int, stop: int
+) -> Iterator[PackedSample]:
+    """Packed samples of frames ``start`` to ``stop - 1``, in order."""
+    recording, encoder, mapping, digits = packing(job, options)
     for index in range(start, stop):
         key = sample_key(job.recording_index, index, digits)
         yield pack_frame(

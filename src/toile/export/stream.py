@@ -19,27 +19,16 @@ flight, so memory stays flat however long the recording.
 from __future__ import annotations
 
 import os
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 
-import numpy as np
-
-from toile.errors import OutputError, ToileError
+from toile.errors import ToileError
 from toile.executors.base import Stopped, stopping
-from toile.export.layout import FrameRange, PlannedShard, fits
-from toile.export.samples import (
-    ConvertOptions,
-    MappingParams,
-    RecordingJob,
-    encoder_for,
-    open_job,
-    pack_frame,
-)
-from toile.names import frame_digits, sample_key, shard_name
-from toile.shards import PackedSample, ShardContent, ShardInfo, shard_overhead
+from toile.export.layout import FrameRange, PlannedShard
+from toile.export.samples import ConvertOptions, RecordingJob, pack_frame, packing
+from toile.names import sample_key
+from toile.shards import PackedSample, ShardInfo, ShardWriter
 from toile.storage.base import Storage
 
 
@@ -86,12 +75,7 @@ def packed_samples(
     :class:`RecordingFailed`.
     """
     try:
-        recording = open_job(job)
-        encoder = encoder_for(job, options)
-        mapping = job.mapping.mapping() if job.mapping is not None else None
-        if options.to_uint8 and mapping is None:
-            raise ValueError(f"{job.label}: the uint8 mapping is missing")
-        digits = frame_digits(job.n_frames)
+        recording, encoder, mapping, digits = packing(job, options)
     except ToileError as error:
         raise RecordingFailed(job.recording_index, error) from None
 
@@ -112,70 +96,13 @@ def packed_samples(
     yield from _in_order(submissions(), depth)  # type: ignore[misc]
 
 
-def uint8_mapping(job: RecordingJob, options: ConvertOptions) -> MappingParams:
-    """The statistics pass of ``--uint8`` for one recording, reading while a thread reduces.
-
-    The statistics are updated on one thread, in frame order (the same updates as
-    :func:`toile.export.plan.stats_task`, so the same mapping), while the calling
-    thread reads the next frames into a ring of buffers.
-    """
-    from toile.normalize import RangeStats, parse_uint8_range
-
-    try:
-        recording = open_job(job)
-        shape = recording.frame_shape
-        stats = RangeStats(
-            parse_uint8_range(options.uint8_range),
-            recording.dtype,
-            shape[0] if len(shape) == 3 else 1,
-            source=job.label,
-        )
-        # one reducing thread: the updates stay in frame order; a ring slot is read
-        # into again once the update of the frame it held is done
-        ring = [np.empty(shape, recording.dtype) for _ in range(8)]
-        updates: deque[Future] = deque()
-        with ThreadPoolExecutor(1, thread_name_prefix="toile-stats") as reducer:
-            try:
-                for index in range(recording.n_frames):
-                    if index % 16 == 0 and stopping():
-                        raise Stopped(job.label)
-                    if len(updates) == len(ring):
-                        updates.popleft().result()
-                    frame = recording.read_frame(index, out=ring[index % len(ring)])
-                    updates.append(reducer.submit(stats.update, frame))
-                while updates:
-                    updates.popleft().result()
-            finally:
-                for future in updates:
-                    future.cancel()
-        mapping = stats.finish()
-    except ToileError as error:
-        raise RecordingFailed(job.recording_index, error) from None
-    return MappingParams(
-        method=mapping.method,
-        low=tuple(mapping.low),
-        high=tuple(mapping.high),
-        source_dtype=mapping.source_dtype,
-        percentiles=mapping.percentiles,
-    )
-
-
-@dataclass
-class _Open:
-    """The shard being written."""
-
-    index: int
-    content: ShardContent
-    ranges: list[FrameRange]
-    used: int = 0
-
-
 class StreamedShards:
     """Writes samples into shards of at most ``max_size`` bytes as they arrive, in order.
 
-    ``on_shard(planned, info)`` is called for every shard once it is committed in
-    ``staging`` (under its final name there); the shard being written when anything
-    raises is removed.
+    A :class:`toile.shards.ShardWriter` into ``staging`` decides the boundaries; this
+    records which frames each shard holds. ``on_shard(planned, info)`` is called for
+    every shard once it is committed in ``staging`` (under its final name there); the
+    shard being written when anything raises is removed.
     """
 
     def __init__(
@@ -187,43 +114,16 @@ class StreamedShards:
         compressed: bool,
         on_shard: Callable[[PlannedShard, ShardInfo], None],
     ) -> None:
-        self.staging = staging
-        self.stem = stem
-        self.max_size = max_size
-        self.compressed = compressed
-        self.overhead = shard_overhead(compressed)
-        self.capacity = max_size - self.overhead
-        if self.capacity <= 0:
-            raise OutputError(
-                f"shard size {max_size} bytes is too small: a shard needs {self.overhead} "
-                "bytes besides its samples"
-            )
         self.on_shard = on_shard
-        self._next = 0
-        self._open: _Open | None = None
-        self._attempt = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._ranges: list[FrameRange] = []
+        self._writer = ShardWriter(
+            staging, stem, max_size, compressed=compressed, on_shard=self._committed
+        )
 
     def add(self, job: RecordingJob, frame: int, sample: PackedSample) -> None:
-        if sample.size > self.capacity:
-            raise OutputError(
-                f"{job.label}: frame {sample.key}: one sample takes {sample.size} bytes, more "
-                f"than the shard size limit of {self.max_size} bytes allows ({self.capacity} "
-                "bytes for samples); raise --shard-size"
-            )
-        shard = self._open
-        if shard is not None and not fits(shard.used, sample.size, self.capacity):
-            self._finish()
-            shard = None
-        if shard is None:
-            name = shard_name(self.stem, self._next, self.compressed)
-            content = ShardContent(
-                self.staging.create(name, attempt=self._attempt), self.compressed
-            )
-            shard = self._open = _Open(self._next, content, [])
-            self._next += 1
-        shard.content.add(sample)
-        shard.used += sample.size
-        ranges = shard.ranges
+        # a shard closed by this sample is reported before the sample joins the next one
+        self._writer.add(sample, label=f"{job.label}: frame {sample.key}")
+        ranges = self._ranges
         if ranges and ranges[-1].recording == job.recording_index and ranges[-1].stop == frame:
             ranges[-1] = FrameRange(job.recording_index, ranges[-1].start, frame + 1)
         else:
@@ -231,34 +131,23 @@ class StreamedShards:
 
     def close(self) -> None:
         """Commit the last shard."""
-        if self._open is not None:
-            self._finish()
+        self._writer.close()
 
     def abort(self) -> None:
         """Drop the shard being written."""
-        if self._open is not None:
-            self._open.content.abort()
-            self._open = None
+        self._writer.abort()
 
-    def _finish(self) -> None:
-        shard, self._open = self._open, None
-        assert shard is not None
-        content = shard.content
-        try:
-            content.close_archive()
-            info = content.commit()
-        except BaseException:
-            content.abort()
-            raise
+    def _committed(self, info: ShardInfo) -> None:
         planned = PlannedShard(
-            index=shard.index,
+            index=len(self._writer.shards) - 1,
             name=info.name,
-            ranges=tuple(shard.ranges),
+            ranges=tuple(self._ranges),
             size=info.size,
             samples=info.samples,
             first_key=info.first_key,
             last_key=info.last_key,
         )
+        self._ranges = []
         self.on_shard(planned, info)
 
 
