@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import codecs
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -48,15 +48,7 @@ class DescriptionHead(str):
                 if found is None or found[0] != 2 or found[3] is not None:
                     return
                 _, start, nbytes, _ = found
-                stop = _first_nul(fh, start, nbytes)
-                decoder = codecs.getincrementaldecoder("utf-8")()
-                for block in _blocks(fh, start, stop):
-                    text = decoder.decode(block)
-                    if text:
-                        yield text
-                tail = decoder.decode(b"", final=True)
-                if tail:
-                    yield tail
+                yield from decoded(_blocks(fh, start, _first_nul(fh, start, nbytes)))
         except (OSError, struct.error, UnicodeDecodeError):
             return
 
@@ -209,12 +201,24 @@ def _last_non_nul(fh: BinaryIO, start: int, nbytes: int) -> int:
     return start
 
 
+def decoded(
+    blocks: Iterable[bytes], encoding: str = "utf-8", errors: str = "strict"
+) -> Iterator[str]:
+    """The text of ``blocks`` decoded as one stream, in non-empty pieces."""
+    decoder = codecs.getincrementaldecoder(encoding)(errors)
+    for block in blocks:
+        text = decoder.decode(block)
+        if text:
+            yield text
+    tail = decoder.decode(b"", final=True)
+    if tail:
+        yield tail
+
+
 def _decodes(fh: BinaryIO, start: int, stop: int, encoding: str) -> bool:
-    decoder = codecs.getincrementaldecoder(encoding)()
     try:
-        for block in _blocks(fh, start, stop):
-            decoder.decode(block)
-        decoder.decode(b"", final=True)
+        for _ in decoded(_blocks(fh, start, stop), encoding):
+            pass
     except UnicodeDecodeError:
         return False
     return True

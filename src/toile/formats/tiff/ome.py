@@ -10,7 +10,6 @@ OME-TIFF or a companion ``.ome`` XML file).
 
 from __future__ import annotations
 
-import codecs
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -22,7 +21,7 @@ import tifffile
 from toile.errors import InputError
 from toile.formats.tiff import ome_xml
 from toile.formats.tiff.files import checked_ifd_count, input_path, open_binary, open_tiff
-from toile.formats.tiff.light import BLOCK, DescriptionHead, tifffile_description
+from toile.formats.tiff.light import BLOCK, DescriptionHead, decoded, tifffile_description
 
 _BINARY_ONLY = re.compile(r"<(?:[\w.-]+:)?BinaryOnly\b[^>]*")
 _METADATA_FILE = re.compile(r"""\bMetadataFile\s*=\s*(?:"([^"]*)"|'([^']*)')""")
@@ -211,21 +210,19 @@ def parse(xml: str | Iterable[str], path: Path, what: str = "") -> ome_xml.OmeDo
 
 def _file_text(path: Path, limit: int | None = None, errors: str = "strict") -> Iterator[str]:
     """The text of file ``path`` (UTF-8; its first ``limit`` bytes), in chunks."""
-    decoder = codecs.getincrementaldecoder("utf-8")(errors)
-    left = limit
-    with open_binary(path) as fh:
-        while left is None or left > 0:
-            block = fh.read(BLOCK if left is None else min(BLOCK, left))
-            if not block:
-                break
-            if left is not None:
-                left -= len(block)
-            text = decoder.decode(block)
-            if text:
-                yield text
-    tail = decoder.decode(b"", final=True)
-    if tail:
-        yield tail
+
+    def blocks() -> Iterator[bytes]:
+        left = limit
+        with open_binary(path) as fh:
+            while left is None or left > 0:
+                block = fh.read(BLOCK if left is None else min(BLOCK, left))
+                if not block:
+                    return
+                if left is not None:
+                    left -= len(block)
+                yield block
+
+    yield from decoded(blocks(), errors=errors)
 
 
 def _with_head(chunks: Iterator[str]) -> tuple[str, Iterable[str]]:
