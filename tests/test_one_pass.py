@@ -47,9 +47,14 @@ def _files(directory: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()}
 
 
-def _config(inputs: list[Path], output: Path, **options):
+def _config(inputs: list[Path], output: Path, shard_size: int = 20_000, **options):
     return make_config(
-        [str(p) for p in inputs], output, stem="ds", shard_size=20_000, progress=False, **options
+        [str(p) for p in inputs],
+        output,
+        stem="ds",
+        shard_size=shard_size,
+        progress=False,
+        **options,
     )
 
 
@@ -71,6 +76,23 @@ def test_one_pass_gives_the_planned_path_bytes(inputs, tmp_path, caplog, options
     # an executor given by the caller runs the planned path's tasks
     planned_result = export_frames(_config(inputs, planned, **options), executor=InlineExecutor())
     assert len(result.shards) >= 3
+    assert result.shards == planned_result.shards
+    assert _files(one_pass) == _files(planned)
+
+
+THORIMAGE = Path(__file__).parent / "data" / "thorimage" / "mouse_kidney_time_series_z_stack"
+
+
+@pytest.mark.parametrize("channel", [None, "ChanB"])
+def test_one_pass_on_a_real_thorimage_folder_gives_the_planned_path_bytes(tmp_path, channel):
+    """Real ThorImageLS 3.2 files (tests/data/README.md), both channels and one of them."""
+    one_pass, planned = tmp_path / "one" / "out", tmp_path / "planned" / "out"
+    options = {"compressed": True, "to_uint8": True, "channel": channel, "shard_size": 60_000}
+    result = export_frames(_config([THORIMAGE], one_pass, **options))
+    planned_result = export_frames(
+        _config([THORIMAGE], planned, **options), executor=InlineExecutor()
+    )
+    assert len(result.shards) >= 2
     assert result.shards == planned_result.shards
     assert _files(one_pass) == _files(planned)
 
