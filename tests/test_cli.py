@@ -110,3 +110,43 @@ def test_console_script_runs():
     )
     assert out.returncode == 0
     assert __version__ in out.stdout
+
+
+_PROBE = """
+import sys
+
+import toile.export
+
+
+def interrupted(*args, **kwargs):
+    # a Ctrl-C that lands in string-compiled code, as it does in a dataclass being
+    # created by an import
+    exec("raise KeyboardInterrupt")
+
+
+toile.export.export_frames = interrupted
+sys.argv = ["toile", "export", "frames", sys.argv[1], sys.argv[2]]
+from toile.cli import main
+
+main()
+"""
+
+
+def test_an_interrupt_in_string_compiled_code_exits_130_under_python_m(tmp_path):
+    """CPython 3.12 marks such an interrupt unhandled even once caught and, under
+    ``python -m``, would end the process by SIGINT instead of with 130."""
+    import subprocess
+    import sys
+
+    (tmp_path / "interrupt_probe.py").write_text(_PROBE)
+    source = tmp_path / "in.tif"
+    source.write_bytes(b"")
+    result = subprocess.run(
+        [sys.executable, "-m", "interrupt_probe", str(source), str(tmp_path / "out")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 130, (result.returncode, result.stderr)
+    assert result.stderr.strip() == "toile: interrupted", result.stderr

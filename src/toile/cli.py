@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -36,8 +36,7 @@ def _run(action: Callable[[], Any]) -> Any:
     try:
         return action()
     except KeyboardInterrupt:
-        click.echo("toile: interrupted", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+        _exit_interrupted("toile: interrupted")
     except ConfigFileError as error:
         raise click.ClickException(str(error)) from None
     except ConfigError as error:
@@ -46,9 +45,18 @@ def _run(action: Callable[[], Any]) -> Any:
         from toile.export import ExportInterrupted
 
         if isinstance(error, ExportInterrupted):
-            click.echo(f"toile: {error}", err=True)
-            sys.exit(EXIT_INTERRUPTED)
+            _exit_interrupted(f"toile: {error}")
         raise click.ClickException(str(error)) from None
+
+
+def _exit_interrupted(message: str) -> NoReturn:
+    click.echo(message, err=True)
+    # CPython 3.12 marks a KeyboardInterrupt raised in string-compiled code (a
+    # dataclass being created by an import, say) as unhandled even once it is caught,
+    # and under `python -m` then ends the process by SIGINT, not with this exit code.
+    # Evaluating any string clears the mark.
+    exec("None")  # noqa: S102
+    sys.exit(EXIT_INTERRUPTED)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
